@@ -1,0 +1,1 @@
+"""The project package: settings, URLs, WSGI entry point and cross-cutting middleware."""

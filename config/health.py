@@ -1,0 +1,43 @@
+"""Liveness and readiness probes, answered before host checks, redirects and sessions.
+
+A probe comes from the kubelet or the load balancer with the pod's IP as Host and over plain
+HTTP: it must not be refused by ALLOWED_HOSTS or redirected to HTTPS, and must not touch the
+session store.
+"""
+
+import logging
+
+from django.db import DatabaseError, connections
+from django.http import JsonResponse
+
+logger = logging.getLogger(__name__)
+
+
+def database_ready() -> bool:
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except DatabaseError:
+        logger.warning(
+            "readiness probe: the primary database is unreachable", exc_info=True
+        )
+        return False
+
+
+class HealthCheckMiddleware:
+    """Answer `/healthz` (the process is up) and `/readyz` (it can reach the primary)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path == "/healthz":
+            return JsonResponse({"status": "ok"})
+        if request.path == "/readyz":
+            if database_ready():
+                return JsonResponse({"status": "ok"})
+            return JsonResponse(
+                {"status": "unavailable", "database": "unreachable"}, status=503
+            )
+        return self.get_response(request)

@@ -1,0 +1,1 @@
+"""Deployment assets and helpers for every environment."""

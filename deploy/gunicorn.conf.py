@@ -1,0 +1,119 @@
+"""gunicorn settings for every web replica: `gunicorn -c deploy/gunicorn.conf.py config.wsgi:application`.
+
+Everything a deployment varies comes from the environment (`PORT`, `WEB_CONCURRENCY`,
+`GUNICORN_ACCESS_LOG`, `PROMETHEUS_MULTIPROC_DIR`); see the settings reference at
+https://docs.gunicorn.org/en/stable/settings.html
+"""
+
+import glob
+import math
+import os
+import shutil
+import tempfile
+
+_MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set when this file created the metrics directory itself, so the master that created it (and a
+# HUP reload, which re-reads this file with the variable already set) knows to delete it on exit.
+_OWNED_MULTIPROC_DIR_ENV = "GUNICORN_OWNS_PROMETHEUS_MULTIPROC_DIR"
+
+
+def _available_cores() -> int:
+    """Cores this process may really use: its CPU affinity, capped by a cgroup v2 CPU quota.
+
+    `os.cpu_count()` reports the node's cores inside a container, so a pod limited to 500m on a
+    64-core node would otherwise start 129 workers and be killed for memory.
+    """
+    cores = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
+            quota, period = cpu_max.read().split()
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
+
+# The usual starting point for sync workers: while one worker waits on Postgres or Redis another
+# can use the core, and the extra one covers a worker being recycled.
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _available_cores() + 1)
+worker_class = "sync"
+
+# A worker is replaced after about 1000 requests, so a slow leak (in our code or a library) is
+# bounded by what 1000 requests can accumulate. The jitter spreads the restarts over 1000-1100
+# requests, so workers that started together do not all restart at the same moment.
+max_requests = 1000
+max_requests_jitter = 100
+
+# No API request legitimately takes 30 s (every list is paginated and capped); a worker stuck that
+# long is killed and replaced rather than holding a slot forever. nginx's proxy_read_timeout is
+# longer, so gunicorn's timeout fires first and nginx sees a clean 502.
+timeout = 30
+# On SIGTERM in-flight requests get 30 s to finish, within Kubernetes' 40 s grace period (5 s
+# preStop sleep + 30 s + slack) so nothing is cut off by SIGKILL.
+graceful_timeout = 30
+# Longer than nginx's upstream keepalive_timeout (4 s): the proxy must always be the side that
+# closes an idle connection, or it may send a request on a socket gunicorn is closing and get an
+# error. The sync worker answers every request with `Connection: close` and ignores this value;
+# it takes effect if the worker class is ever switched to gthread.
+keepalive = 5
+
+# Worker heartbeats are a file touched on every request; on an overlay or disk-backed /tmp a
+# slow fsync can stall workers until the arbiter kills them, /dev/shm is memory.
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+
+# Each worker imports the app after the fork: no database, Redis or broker socket is opened in
+# the master and then shared by every child (interleaved bytes on one socket corrupt both
+# streams), and a recycled worker or a HUP reload picks up new code.
+preload_app = False
+
+# The control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), so several
+# replicas on one machine would fight over it; it is opt-in with a per-replica path.
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+
+errorlog = "-"
+if _env_flag("GUNICORN_ACCESS_LOG"):
+    accesslog = "-"
+
+# prometheus_client decides at import time whether metrics are per-process or shared through
+# files, so the directory must be in the environment before any worker imports it. Without one
+# given, each master gets its own directory: two replicas on one machine must never sum each
+# other's counters.
+if not os.environ.get(_MULTIPROC_DIR_ENV):
+    os.environ[_MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="todo-scale-metrics-")
+    os.environ[_OWNED_MULTIPROC_DIR_ENV] = "1"
+
+
+def on_starting(server):
+    """Start from an empty metrics directory.
+
+    Files left by a previous master (a restarted container keeps its Kubernetes emptyDir) would
+    otherwise be added to this one's counters and keep dead workers' gauges alive.
+    """
+    for path in glob.glob(os.path.join(os.environ[_MULTIPROC_DIR_ENV], "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges; its counters stay so totals never go backwards.
+
+    Each recycled worker leaves its counter files behind by design, so the directory grows with
+    the replica's uptime; a restart of the replica starts it empty again.
+    """
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get(_OWNED_MULTIPROC_DIR_ENV):
+        shutil.rmtree(os.environ[_MULTIPROC_DIR_ENV], ignore_errors=True)

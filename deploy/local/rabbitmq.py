@@ -1,0 +1,267 @@
+"""A private RabbitMQ node on a free loopback port, with its own name, files and Erlang cookie.
+
+    python -m deploy.local.rabbitmq start --dir D [--port P]
+    python -m deploy.local.rabbitmq stop --dir D
+
+`start` prints CELERY_BROKER_URL=... as a shell assignment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import amqp
+
+from deploy.local._proc import (
+    ServiceError,
+    as_user,
+    chown_tree,
+    cmdline,
+    group_members,
+    log_tail,
+    prepare_dir,
+    read_state,
+    stop_group,
+    wait_until,
+    write_state,
+)
+from deploy.local.ports import free_port, free_ports, port_open
+
+STATE_FILE = "rabbitmq.json"
+STARTUP_LOG = "startup.log"
+USER = "rabbitmq"
+# Measured ~4 s to accept AMQP; a loaded CI box can take several times that.
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+def _server_script() -> str:
+    """The upstream start script, not Debian's /usr/sbin wrapper.
+
+    The wrapper sends output to the shared /var/log/rabbitmq/startup_log and changes to
+    /var/lib/rabbitmq, both of which belong to the system node.
+    """
+    upstream = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    if upstream.exists():
+        return str(upstream)
+    found = shutil.which("rabbitmq-server")
+    if not found:
+        raise ServiceError("rabbitmq-server is not installed")
+    return found
+
+
+@dataclass
+class RabbitMQNode:
+    """One RabbitMQ node; stop()/start()/restart() keep its port and data, close() cleans up."""
+
+    port: int
+    base_dir: Path
+    dist_port: int
+    owns_dir: bool = field(default=False, repr=False)
+    pgid: int | None = None
+    _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def nodename(self) -> str:
+        return f"ts-{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def running(self) -> bool:
+        return self.pgid is not None and bool(group_members(self.pgid))
+
+    def env(self) -> dict[str, str]:
+        base = self.base_dir
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            # The Erlang cookie is created in and read from HOME.
+            "HOME": str(base),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            # Without it Erlang distribution takes port + 20000, which nobody checked was free.
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_BASE": str(base),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            # The system node's /etc/rabbitmq files name its own node and listener (5672): a
+            # private node reading them would collide with it.
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        }
+
+    def _write_files(self) -> None:
+        base = self.base_dir
+        (base / "mnesia").mkdir(exist_ok=True)
+        (base / "log").mkdir(exist_ok=True)
+        (base / "enabled_plugins").write_text("[].\n")
+        # The listener comes from RABBITMQ_NODE_IP_ADDRESS/PORT; guest may log in from
+        # loopback only (the default, spelled out).
+        (base / "rabbitmq.conf").write_text("loopback_users.guest = true\n")
+        (base / "rabbitmq-env.conf").write_text("")
+        chown_tree(base, USER)
+
+    def amqp_ok(self, timeout: float = 1.0) -> bool:
+        """True once a full AMQP handshake and login as guest succeeds."""
+        conn = amqp.Connection(
+            host=f"127.0.0.1:{self.port}", userid="guest", password="guest",
+            virtual_host="/", connect_timeout=timeout,
+        )
+        try:
+            conn.connect()
+            return True
+        except (OSError, amqp.exceptions.AMQPError):
+            return False
+        finally:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - a half-open connection may fail to close
+                pass
+
+    def start(self) -> None:
+        """Start the node and return once it accepts AMQP logins."""
+        if self.running:
+            return
+        if port_open(self.port):
+            raise ServiceError(f"port {self.port} is already in use")
+        self._write_files()
+        log = self.base_dir / STARTUP_LOG
+        argv = as_user(USER, [_server_script()], preserve_env=True)
+        with log.open("ab") as out:
+            # A session of its own: stop() signals the whole group (runuser, beam.smp and its
+            # helpers), and the CLI's caller does not wait on a pipe we inherited.
+            self._proc = subprocess.Popen(
+                argv, env=self.env(), cwd=self.base_dir, stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.pgid = self._proc.pid
+
+        def ready() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise ServiceError(
+                    f"rabbitmq-server exited with {self._proc.returncode}\n{log_tail(log)}"
+                    f"{log_tail(self.base_dir / 'log' / f'{self.nodename}.log')}"
+                )
+            return port_open(self.port) and self.amqp_ok()
+
+        try:
+            wait_until(ready, timeout=START_TIMEOUT, what=f"RabbitMQ on port {self.port}",
+                       interval=0.1)
+        except BaseException:
+            self.stop()
+            raise
+        self._save()
+
+    def stop(self) -> None:
+        """Stop the Erlang VM and its helpers; return once the AMQP port is closed.
+
+        SIGTERM to the group makes RabbitMQ shut down cleanly (as `rabbitmqctl stop` would,
+        without starting a second Erlang VM for the CLI); SIGKILL follows if it lingers.
+        """
+        pgid = self.pgid
+        if pgid is None:
+            return
+        members = group_members(pgid)
+        # The VM is started with HOME = base_dir and shows it as `-home DIR`; the node name is
+        # set at run time and appears on no command line.
+        mark = f"-home {self.base_dir} "
+        if self._proc is None and not any(mark in cmdline(pid) for pid in members):
+            # Loaded from a state file and the group is gone or reused: nothing of ours left.
+            members = []
+        if members:
+            stop_group(pgid, timeout=STOP_TIMEOUT, proc=self._proc)
+        if self._proc is not None:
+            self._proc.wait(timeout=10)
+        wait_until(lambda: not port_open(self.port), timeout=10, what=f"port {self.port} to close")
+        self.pgid = None
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop, then remove the directory if start_rabbitmq made it (else just the state file)."""
+        self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        else:
+            (self.base_dir / STATE_FILE).unlink(missing_ok=True)
+
+    def __enter__(self) -> RabbitMQNode:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _save(self) -> None:
+        write_state(
+            self.base_dir / STATE_FILE,
+            {"port": self.port, "dist_port": self.dist_port, "pgid": self.pgid,
+             "owns_dir": self.owns_dir},
+        )
+
+    @classmethod
+    def load(cls, base_dir: Path) -> RabbitMQNode:
+        base_dir = Path(base_dir).absolute()
+        state = read_state(base_dir / STATE_FILE)
+        return cls(port=state["port"], base_dir=base_dir, dist_port=state["dist_port"],
+                   owns_dir=state["owns_dir"], pgid=state["pgid"])
+
+
+def start_rabbitmq(base_dir: Path | None = None, port: int | None = None) -> RabbitMQNode:
+    """Start a node in base_dir (a new temporary directory if None) on port (free if None)."""
+    base_dir, created = prepare_dir(base_dir, "rabbitmq-", USER)
+    if (base_dir / STATE_FILE).exists() and RabbitMQNode.load(base_dir).running:
+        raise ServiceError(f"{base_dir} already holds a running RabbitMQ node: stop it first")
+    if port is None:
+        port, dist_port = free_ports(2)
+    else:
+        dist_port = free_port()
+    node = RabbitMQNode(port=port, base_dir=base_dir, dist_port=dist_port, owns_dir=created)
+    try:
+        node.start()
+    except BaseException:
+        if created:
+            shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+    return node
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.local.rabbitmq", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a RabbitMQ node in DIR")
+    start.add_argument("--dir", required=True, type=Path)
+    start.add_argument("--port", type=int)
+    stop = sub.add_parser("stop", help="stop the node that `start` left in DIR")
+    stop.add_argument("--dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "start":
+        node = start_rabbitmq(args.dir, args.port)
+        print(f"CELERY_BROKER_URL={shlex.quote(node.url)}")
+    else:
+        RabbitMQNode.load(args.dir).close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Todo resource: model, services (writes), selectors (reads), API and admin."""

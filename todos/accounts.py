@@ -1,0 +1,76 @@
+"""Sign-up and token endpoints: how an API client gets the token it sends as `Token <key>`."""
+
+from django.contrib.auth import authenticate, get_user_model, password_validation
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from todos import services
+from todos.fields import RejectUnknownFieldsMixin, StrictCharField
+
+TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
+
+
+class CredentialsSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=128, write_only=True, trim_whitespace=False)
+
+
+class RegisterSerializer(CredentialsSerializer):
+    def validate_username(self, value):
+        field = get_user_model()._meta.get_field("username")
+        for validator in field.validators:
+            try:
+                validator(value)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.messages) from None
+        return value
+
+    def validate(self, attrs):
+        candidate = get_user_model()(username=attrs["username"])
+        try:
+            password_validation.validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": exc.messages}) from None
+        return attrs
+
+
+class RegisterView(APIView):
+    """`POST {"username", "password"}` → 201 `{"token"}`; no authentication needed."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(request=RegisterSerializer, responses={201: TOKEN_RESPONSE})
+    def post(self, request):
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            token = services.user_register(**serializer.validated_data)
+        except services.UsernameTaken:
+            return Response(
+                {"username": ["A user with that username already exists."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response({"token": token.key}, status=status.HTTP_201_CREATED)
+
+
+class TokenView(APIView):
+    """`POST {"username", "password"}` → 200 `{"token"}`, the same token on every call."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(request=CredentialsSerializer, responses={200: TOKEN_RESPONSE})
+    def post(self, request):
+        serializer = CredentialsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request=request, **serializer.validated_data)
+        if user is None or not user.is_active:
+            return Response(
+                {"detail": "Unable to log in with the provided credentials."},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response({"token": services.user_token_issue(user=user).key})

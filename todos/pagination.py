@@ -1,0 +1,154 @@
+"""Keyset (cursor) pagination of todo lists, with `?ordering=` and `?limit=`.
+
+A page is `WHERE owner = ? AND (key, id) after the cursor ORDER BY key, id LIMIT n + 1`: its cost
+does not grow with the page number (OFFSET does), pages stay stable while rows are added, and no
+page runs `COUNT(*)`. The extra row tells whether a next page exists.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import F, Q, QuerySet
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.utils.urls import replace_query_param
+
+# The sort keys a client may ask for, and whether the column can be NULL (NULLs sort last in
+# both directions, so the cursor needs to know when it has reached them).
+ORDERING_KEYS = {"created_at": False, "order": True, "due_at": True, "title": False}
+DEFAULT_ORDERING = "created_at"
+DATETIME_KEYS = {"created_at", "due_at"}
+
+
+@dataclass(frozen=True)
+class Ordering:
+    key: str
+    descending: bool
+
+    @property
+    def param(self) -> str:
+        return f"-{self.key}" if self.descending else self.key
+
+    def order_by(self) -> tuple:
+        column = F(self.key)
+        if self.descending:
+            return (column.desc(nulls_last=True), "-id")
+        return (column.asc(nulls_last=True), "id")
+
+    def after(self, value, last_id: int) -> Q:
+        """Rows strictly after (value, last_id) in this ordering."""
+        beyond, id_beyond = ("lt", "lt") if self.descending else ("gt", "gt")
+        if value is None:
+            return Q(**{f"{self.key}__isnull": True, f"id__{id_beyond}": last_id})
+        condition = Q(**{f"{self.key}__{beyond}": value}) | Q(
+            **{self.key: value, f"id__{id_beyond}": last_id}
+        )
+        if ORDERING_KEYS[self.key]:
+            condition |= Q(**{f"{self.key}__isnull": True})
+        return condition
+
+
+def parse_ordering(raw: str | None) -> Ordering:
+    if not raw:
+        return Ordering(DEFAULT_ORDERING, descending=False)
+    key = raw[1:] if raw.startswith("-") else raw
+    if key not in ORDERING_KEYS:
+        allowed = ", ".join(sorted(ORDERING_KEYS))
+        raise ValidationError(
+            {
+                "ordering": [
+                    f"Unknown ordering {raw!r}: use one of {allowed}, with '-' to reverse."
+                ]
+            }
+        )
+    return Ordering(key, descending=raw.startswith("-"))
+
+
+def parse_limit(raw: str | None) -> int:
+    maximum = settings.TODO_MAX_PAGE_SIZE
+    if raw is None or raw == "":
+        return settings.TODO_PAGE_SIZE
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise ValidationError({"limit": ["Must be an integer."]}) from None
+    if not 1 <= limit <= maximum:
+        raise ValidationError({"limit": [f"Must be between 1 and {maximum}."]})
+    return limit
+
+
+def encode_cursor(ordering: Ordering, row) -> str:
+    value = getattr(row, ordering.key)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    payload = json.dumps(
+        {"o": ordering.param, "v": value, "i": row.pk}, separators=(",", ":")
+    )
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, ordering: Ordering) -> tuple:
+    """Return (value, id) from a cursor made by `encode_cursor` for the same ordering."""
+    invalid = ValidationError({"cursor": ["Invalid cursor."]})
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        param, value, last_id = payload["o"], payload["v"], payload["i"]
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeError):
+        raise invalid from None
+    if param != ordering.param:
+        raise ValidationError({"cursor": ["The cursor belongs to another ordering."]})
+    if not isinstance(last_id, int) or isinstance(last_id, bool):
+        raise invalid
+    if value is None:
+        if not ORDERING_KEYS[ordering.key]:
+            raise invalid
+        return None, last_id
+    if ordering.key in DATETIME_KEYS:
+        if not isinstance(value, str):
+            raise invalid
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise invalid from None
+    elif ordering.key == "order":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise invalid
+    elif not isinstance(value, str):
+        raise invalid
+    return value, last_id
+
+
+class KeysetPagination:
+    """Pages a queryset by (ordering key, id); renders the next page as a `Link` header."""
+
+    def paginate(self, queryset: QuerySet, request: Request) -> list:
+        params = request.query_params
+        self.request = request
+        self.ordering = parse_ordering(params.get("ordering"))
+        self.limit = parse_limit(params.get("limit"))
+        cursor = params.get("cursor")
+        if cursor:
+            value, last_id = decode_cursor(cursor, self.ordering)
+            queryset = queryset.filter(self.ordering.after(value, last_id))
+        rows = list(queryset.order_by(*self.ordering.order_by())[: self.limit + 1])
+        self.has_next = len(rows) > self.limit
+        rows = rows[: self.limit]
+        self.last = rows[-1] if rows else None
+        return rows
+
+    def next_link(self) -> str | None:
+        if not self.has_next:
+            return None
+        url = self.request.build_absolute_uri()
+        return replace_query_param(
+            url, "cursor", encode_cursor(self.ordering, self.last)
+        )
+
+    def headers(self) -> dict:
+        link = self.next_link()
+        return {"Link": f'<{link}>; rel="next"'} if link else {}
