@@ -1,5 +1,7 @@
 """JSON representation of a Todo, and the validation of what clients send."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from todos.fields import (
@@ -14,6 +16,7 @@ from todos.models import TITLE_MAX_LENGTH, Todo
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
+@extend_schema_field(OpenApiTypes.URI)
 class TodoUrlField(serializers.Field):
     """The todo's absolute URL, from a prefix computed once per request.
 

@@ -31,9 +31,6 @@ LIST_PARAMETERS = [
 
 @extend_schema_view(
     list=extend_schema(parameters=LIST_PARAMETERS, summary="List the caller's todos"),
-    destroy_all=extend_schema(
-        summary="Delete all the caller's todos", responses={204: None}
-    ),
 )
 class TodoViewSet(viewsets.GenericViewSet):
     serializer_class = TodoSerializer
@@ -76,6 +73,12 @@ class TodoViewSet(viewsets.GenericViewSet):
             data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]}
         )
 
+    @extend_schema(
+        operation_id="todos_destroy_all",
+        summary="Delete all the caller's todos",
+        request=None,
+        responses={204: None},
+    )
     def destroy_all(self, request):
         services.todo_delete_all(owner=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,1 +1,1 @@
-"""Private Postgres, Redis and RabbitMQ processes on free loopback ports, for tests and the local stack."""
+"""Private Postgres, Redis and RabbitMQ on free loopback ports, for tests and the local stack."""

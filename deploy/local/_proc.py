@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -130,10 +131,8 @@ def group_members(pgid: int) -> list[int]:
 
 
 def signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def stop_group(pgid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -154,9 +153,10 @@ def _reap(proc: subprocess.Popen | None) -> bool:
 
 def cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
 def write_state(path: Path, state: dict) -> None:

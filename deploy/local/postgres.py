@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -179,7 +180,17 @@ class PostgresCluster:
     def _start_server(self, data_dir: Path) -> None:
         log = self._log(data_dir)
         run(
-            _pg("pg_ctl", "-D", str(data_dir), "-l", str(log), "-t", str(PG_CTL_TIMEOUT), "-w", "start"),
+            _pg(
+                "pg_ctl",
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log),
+                "-t",
+                str(PG_CTL_TIMEOUT),
+                "-w",
+                "start",
+            ),
             what=f"starting Postgres in {data_dir}",
             log=log,
         )
@@ -324,8 +335,22 @@ def start_cluster(base_dir: Path | None = None, replicas: int = 1) -> PostgresCl
             replica = cluster.replica_dir(index)
             run(
                 _pg(
-                    "pg_basebackup", "-h", "127.0.0.1", "-p", str(primary_port), "-U", "postgres",
-                    "-D", str(replica), "-R", "-X", "stream", "-S", slot, "-c", "fast",
+                    "pg_basebackup",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(primary_port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(replica),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-S",
+                    slot,
+                    "-c",
+                    "fast",
                 ),
                 what="pg_basebackup",
             )
@@ -334,10 +359,9 @@ def start_cluster(base_dir: Path | None = None, replicas: int = 1) -> PostgresCl
             cluster._start_server(replica)
         cluster.save()
     except BaseException:
-        try:
+        # The original failure is the one worth raising.
+        with contextlib.suppress(Exception):
             cluster.stop()
-        except Exception:  # noqa: BLE001 - the original failure is the one worth raising
-            pass
         if created:
             shutil.rmtree(base_dir, ignore_errors=True)
         raise
@@ -351,14 +375,20 @@ def _append(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.postgres", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.local.postgres",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a primary and its standbys in DIR")
     start.add_argument("--dir", required=True, type=Path)
     start.add_argument("--replicas", type=int, default=1)
-    start.add_argument("--dbname", default="postgres",
-                       help="create this database (if not 'postgres') and use it in the URLs")
+    start.add_argument(
+        "--dbname",
+        default="postgres",
+        help="create this database (if not 'postgres') and use it in the URLs",
+    )
     stop = sub.add_parser("stop", help="stop the cluster that `start` left in DIR")
     stop.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)

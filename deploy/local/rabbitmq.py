@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -120,8 +121,11 @@ class RabbitMQNode:
     def amqp_ok(self, timeout: float = 1.0) -> bool:
         """True once a full AMQP handshake and login as guest succeeds."""
         conn = amqp.Connection(
-            host=f"127.0.0.1:{self.port}", userid="guest", password="guest",
-            virtual_host="/", connect_timeout=timeout,
+            host=f"127.0.0.1:{self.port}",
+            userid="guest",
+            password="guest",  # noqa: S106 - the broker default
+            virtual_host="/",
+            connect_timeout=timeout,
         )
         try:
             conn.connect()
@@ -129,10 +133,9 @@ class RabbitMQNode:
         except (OSError, amqp.exceptions.AMQPError):
             return False
         finally:
-            try:
+            # A half-open connection may fail to close.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001 - a half-open connection may fail to close
-                pass
 
     def start(self) -> None:
         """Start the node and return once it accepts AMQP logins."""
@@ -147,8 +150,13 @@ class RabbitMQNode:
             # A session of its own: stop() signals the whole group (runuser, beam.smp and its
             # helpers), and the CLI's caller does not wait on a pipe we inherited.
             self._proc = subprocess.Popen(
-                argv, env=self.env(), cwd=self.base_dir, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                env=self.env(),
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.pgid = self._proc.pid
 
@@ -161,8 +169,9 @@ class RabbitMQNode:
             return port_open(self.port) and self.amqp_ok()
 
         try:
-            wait_until(ready, timeout=START_TIMEOUT, what=f"RabbitMQ on port {self.port}",
-                       interval=0.1)
+            wait_until(
+                ready, timeout=START_TIMEOUT, what=f"RabbitMQ on port {self.port}", interval=0.1
+            )
         except BaseException:
             self.stop()
             raise
@@ -213,16 +222,25 @@ class RabbitMQNode:
     def _save(self) -> None:
         write_state(
             self.base_dir / STATE_FILE,
-            {"port": self.port, "dist_port": self.dist_port, "pgid": self.pgid,
-             "owns_dir": self.owns_dir},
+            {
+                "port": self.port,
+                "dist_port": self.dist_port,
+                "pgid": self.pgid,
+                "owns_dir": self.owns_dir,
+            },
         )
 
     @classmethod
     def load(cls, base_dir: Path) -> RabbitMQNode:
         base_dir = Path(base_dir).absolute()
         state = read_state(base_dir / STATE_FILE)
-        return cls(port=state["port"], base_dir=base_dir, dist_port=state["dist_port"],
-                   owns_dir=state["owns_dir"], pgid=state["pgid"])
+        return cls(
+            port=state["port"],
+            base_dir=base_dir,
+            dist_port=state["dist_port"],
+            owns_dir=state["owns_dir"],
+            pgid=state["pgid"],
+        )
 
 
 def start_rabbitmq(base_dir: Path | None = None, port: int | None = None) -> RabbitMQNode:
@@ -245,8 +263,11 @@ def start_rabbitmq(base_dir: Path | None = None, port: int | None = None) -> Rab
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.rabbitmq", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.local.rabbitmq",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start a RabbitMQ node in DIR")
     start.add_argument("--dir", required=True, type=Path)

@@ -73,30 +73,45 @@ class RedisServer:
         log = self.base_dir / LOG_FILE
         argv = [
             shutil.which("redis-server") or "redis-server",
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.base_dir),
-            "--daemonize", "no",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.base_dir),
+            "--daemonize",
+            "no",
         ]
         with log.open("ab") as out:
             # Own session and no inherited stdout: the CLI's caller may read our output through
             # a pipe, which must close when the CLI exits, and a Ctrl-C there must not reach us.
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.base_dir,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.base_dir,
             )
         self.pid = self._proc.pid
 
         def ready() -> bool:
             if self._proc is not None and self._proc.poll() is not None:
-                raise ServiceError(f"redis-server exited with {self._proc.returncode}\n{log_tail(log)}")
+                code = self._proc.returncode
+                raise ServiceError(f"redis-server exited with {code}\n{log_tail(log)}")
             return self.ping()
 
         try:
-            wait_until(ready, timeout=START_TIMEOUT, what=f"redis-server on port {self.port}",
-                       interval=0.005)
+            wait_until(
+                ready,
+                timeout=START_TIMEOUT,
+                what=f"redis-server on port {self.port}",
+                interval=0.005,
+            )
         except BaseException:
             self.stop()
             raise
@@ -158,8 +173,9 @@ class RedisServer:
     def load(cls, base_dir: Path) -> RedisServer:
         base_dir = Path(base_dir).absolute()
         state = read_state(base_dir / STATE_FILE)
-        return cls(port=state["port"], base_dir=base_dir, owns_dir=state["owns_dir"],
-                   pid=state["pid"])
+        return cls(
+            port=state["port"], base_dir=base_dir, owns_dir=state["owns_dir"], pid=state["pid"]
+        )
 
 
 def start_redis(base_dir: Path | None = None, port: int | None = None) -> RedisServer:
@@ -189,8 +205,11 @@ def start_redis(base_dir: Path | None = None, port: int | None = None) -> RedisS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.local.redis", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.local.redis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start redis-server in DIR")
     start.add_argument("--dir", required=True, type=Path)

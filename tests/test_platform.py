@@ -1,0 +1,108 @@
+"""Cross-cutting endpoints and settings: probes, schema, docs, metrics, deploy checks."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.test import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_probes_answer_any_host_without_redirect(client: Client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+
+    for path in ("/healthz", "/readyz"):
+        response = client.get(path, HTTP_HOST="10.1.2.3:8000")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+
+
+def test_other_paths_still_check_the_host(client: Client):
+    response = client.get("/api/todos", HTTP_HOST="evil.example.com")
+
+    assert response.status_code == 400
+
+
+def test_openapi_schema_and_docs_are_public(client: Client):
+    schema = client.get("/api/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    docs = client.get("/api/docs")
+
+    assert schema.status_code == 200
+    spec = schema.json()
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]) == {
+        "/api/todos/",
+        "/api/todos/{id}/",
+        "/api/auth/register/",
+        "/api/auth/token/",
+    }
+    assert set(spec["paths"]["/api/todos/"]) == {"get", "post", "delete"}
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+
+
+def test_metrics_count_requests(client: Client):
+    client.get("/healthz")
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert b"django_http_requests_total_by_method_total" in response.content
+
+
+def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def clean_env(**extra: str) -> dict:
+    """The process environment without any of the project's variables."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CORS_ALLOWED_ORIGINS", "TEST_DATABASE_URL"):
+        keep.pop(name, None)
+    keep["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    keep.update(extra)
+    return keep
+
+
+def test_production_settings_pass_check_deploy():
+    env = clean_env(
+        DJANGO_SECRET_KEY="x" * 20 + "production-secret-key-with-enough-entropy-1234567890",
+        DJANGO_DEBUG="false",
+        DJANGO_ALLOWED_HOSTS="api.example.com",
+        DJANGO_SECURE_SSL_REDIRECT="true",
+        DJANGO_TRUST_PROXY_HEADERS="true",
+        DATABASE_URL=os.environ["TEST_DATABASE_URL"],
+    )
+
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_secret_key_is_required_with_a_real_database():
+    env = clean_env(DATABASE_URL=os.environ["TEST_DATABASE_URL"])
+
+    result = run_manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_bad_boolean_variable_is_a_clear_configuration_error():
+    result = run_manage("check", env=clean_env(DJANGO_DEBUG="maybe"))
+
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
