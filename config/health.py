@@ -19,9 +19,7 @@ def database_ready() -> bool:
             cursor.execute("SELECT 1")
         return True
     except DatabaseError:
-        logger.warning(
-            "readiness probe: the primary database is unreachable", exc_info=True
-        )
+        logger.warning("readiness probe: the primary database is unreachable", exc_info=True)
         return False
 
 
@@ -37,7 +35,5 @@ class HealthCheckMiddleware:
         if request.path == "/readyz":
             if database_ready():
                 return JsonResponse({"status": "ok"})
-            return JsonResponse(
-                {"status": "unavailable", "database": "unreachable"}, status=503
-            )
+            return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
         return self.get_response(request)

@@ -20,9 +20,7 @@ class RequestBodyLimitMiddleware:
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return JsonResponse(
-                {"detail": "Invalid Content-Length header."}, status=400
-            )
+            return JsonResponse({"detail": "Invalid Content-Length header."}, status=400)
         if limit is not None and length > limit:
             return JsonResponse(
                 {"detail": f"Request body is larger than the limit of {limit} bytes."},

@@ -28,11 +28,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    return [
-        item.strip()
-        for item in os.environ.get(name, default).split(",")
-        if item.strip()
-    ]
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 def env_int(name: str, default: int) -> int:
@@ -50,12 +46,8 @@ if not SECRET_KEY:
     if not DEBUG and os.environ.get("DATABASE_URL"):
         # A shared database means a real deployment: sessions and password-reset tokens signed
         # with a published key could be forged.
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is required when DATABASE_URL is set"
-        )
-    warnings.warn(
-        "DJANGO_SECRET_KEY is not set: using an insecure development key", stacklevel=1
-    )
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DATABASE_URL is set")
+    warnings.warn("DJANGO_SECRET_KEY is not set: using an insecure development key", stacklevel=1)
     SECRET_KEY = "django-insecure-embedded-default-do-not-use-in-production"  # noqa: S105
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
@@ -124,9 +116,7 @@ CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 600)
 
 
 def database_from_url(url: str) -> dict:
-    config = dj_database_url.parse(
-        url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True
-    )
+    config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.postgresql":
         # A stuck query must not hold a gunicorn worker forever (milliseconds).
         options = config.setdefault("OPTIONS", {})
@@ -168,9 +158,7 @@ else:
 
 # --- Password hashing and validation -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
-    {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
-    },
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -186,16 +174,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-    },
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 # Serve straight from the app directories when collectstatic has not run (make run, tests).
 WHITENOISE_USE_FINDERS = not STATIC_ROOT.exists()
 if WHITENOISE_USE_FINDERS:
-    STORAGES["staticfiles"] = {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-    }
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 
 # --- Request limits ----------------------------------------------------------------------------
 # 1 MiB: a todo is at most a few hundred bytes; anything larger is a mistake or an attack.
@@ -284,9 +268,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
-    },
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

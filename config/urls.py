@@ -7,9 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("api/", include("todos.urls")),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(
-        r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"
-    ),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     path("", include("django_prometheus.urls")),
 ]

@@ -22,9 +22,7 @@ class Todo(models.Model):
         indexes = [
             # Every list query is owner-scoped and keyset-paged on (sort key, id): one index per
             # `?ordering=` key that users page through, so no page sorts the owner's whole list.
-            models.Index(
-                fields=["owner", "created_at", "id"], name="todo_owner_created"
-            ),
+            models.Index(fields=["owner", "created_at", "id"], name="todo_owner_created"),
             models.Index(fields=["owner", "order", "id"], name="todo_owner_order"),
             models.Index(fields=["owner", "due_at", "id"], name="todo_owner_due"),
             models.Index(fields=["owner", "title", "id"], name="todo_owner_title"),

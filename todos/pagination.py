@@ -59,11 +59,7 @@ def parse_ordering(raw: str | None) -> Ordering:
     if key not in ORDERING_KEYS:
         allowed = ", ".join(sorted(ORDERING_KEYS))
         raise ValidationError(
-            {
-                "ordering": [
-                    f"Unknown ordering {raw!r}: use one of {allowed}, with '-' to reverse."
-                ]
-            }
+            {"ordering": [f"Unknown ordering {raw!r}: use one of {allowed}, with '-' to reverse."]}
         )
     return Ordering(key, descending=raw.startswith("-"))
 
@@ -85,9 +81,7 @@ def encode_cursor(ordering: Ordering, row) -> str:
     value = getattr(row, ordering.key)
     if isinstance(value, datetime):
         value = value.isoformat()
-    payload = json.dumps(
-        {"o": ordering.param, "v": value, "i": row.pk}, separators=(",", ":")
-    )
+    payload = json.dumps({"o": ordering.param, "v": value, "i": row.pk}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -145,9 +139,7 @@ class KeysetPagination:
         if not self.has_next:
             return None
         url = self.request.build_absolute_uri()
-        return replace_query_param(
-            url, "cursor", encode_cursor(self.ordering, self.last)
-        )
+        return replace_query_param(url, "cursor", encode_cursor(self.ordering, self.last))
 
     def headers(self) -> dict:
         link = self.next_link()

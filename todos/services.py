@@ -110,9 +110,7 @@ def todos_seed(
     """
     user_model = get_user_model()
     names = [f"{SEED_USERNAME_PREFIX}{index:06d}" for index in range(users)]
-    existing = set(
-        user_model.objects.filter(username__in=names).values_list("username", flat=True)
-    )
+    existing = set(user_model.objects.filter(username__in=names).values_list("username", flat=True))
     user_model.objects.bulk_create(
         [
             user_model(username=name, password=make_password(None))
@@ -121,18 +119,14 @@ def todos_seed(
         ],
         batch_size=batch_size,
     )
-    owners = dict(
-        user_model.objects.filter(username__in=names).values_list("username", "id")
-    )
+    owners = dict(user_model.objects.filter(username__in=names).values_list("username", "id"))
     have = dict(
         Todo.objects.filter(owner_id__in=owners.values())
         .values("owner_id")
         .annotate(n=Count("id"))
         .values_list("owner_id", "n")
     )
-    wanted = sum(
-        max(per_user - have.get(owner_id, 0), 0) for owner_id in owners.values()
-    )
+    wanted = sum(max(per_user - have.get(owner_id, 0), 0) for owner_id in owners.values())
     created = 0
     batch: list[Todo] = []
     now = timezone.now()

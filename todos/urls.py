@@ -5,9 +5,7 @@ from django.urls import re_path
 from todos.accounts import RegisterView, TokenView
 from todos.views import TodoViewSet
 
-todo_list = TodoViewSet.as_view(
-    {"get": "list", "post": "create", "delete": "destroy_all"}
-)
+todo_list = TodoViewSet.as_view({"get": "list", "post": "create", "delete": "destroy_all"})
 todo_detail = TodoViewSet.as_view(
     {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
 )

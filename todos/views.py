@@ -15,12 +15,8 @@ from todos.pagination import KeysetPagination
 from todos.serializers import TodoSerializer
 
 LIST_PARAMETERS = [
-    OpenApiParameter(
-        "limit", OpenApiTypes.INT, description="page size, 1-1000 (default 100)"
-    ),
-    OpenApiParameter(
-        "cursor", OpenApiTypes.STR, description="from the Link rel=next header"
-    ),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="page size, 1-1000 (default 100)"),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="from the Link rel=next header"),
     OpenApiParameter(
         "ordering",
         OpenApiTypes.STR,
@@ -34,9 +30,7 @@ LIST_PARAMETERS = [
 )
 class TodoViewSet(viewsets.GenericViewSet):
     serializer_class = TodoSerializer
-    queryset = (
-        Todo.objects.none()
-    )  # every query goes through the owner-scoped selectors
+    queryset = Todo.objects.none()  # every query goes through the owner-scoped selectors
     filter_backends = [DjangoFilterBackend]
     filterset_class = TodoFilter
     lookup_value_regex = "[0-9]{1,18}"
@@ -44,16 +38,12 @@ class TodoViewSet(viewsets.GenericViewSet):
     def get_serializer_context(self):
         context = super().get_serializer_context()
         # One reverse() per request, not per row: see TodoUrlField.
-        context["todo_url_prefix"] = (
-            self.request.build_absolute_uri(reverse("todo-list")) + "/"
-        )
+        context["todo_url_prefix"] = self.request.build_absolute_uri(reverse("todo-list")) + "/"
         return context
 
     def get_object(self) -> Todo:
         try:
-            return selectors.todo_get(
-                owner=self.request.user, todo_id=int(self.kwargs["pk"])
-            )
+            return selectors.todo_get(owner=self.request.user, todo_id=int(self.kwargs["pk"]))
         except Todo.DoesNotExist:
             raise NotFound() from None
 
@@ -69,9 +59,7 @@ class TodoViewSet(viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         todo = services.todo_create(owner=request.user, **serializer.validated_data)
         data = self.get_serializer(todo).data
-        return Response(
-            data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]}
-        )
+        return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["url"]})
 
     @extend_schema(
         operation_id="todos_destroy_all",

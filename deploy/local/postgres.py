@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from deploy.local._proc import (
     IS_ROOT,
@@ -118,7 +119,7 @@ class PostgresCluster:
 
     def execute(
         self,
-        sql: str,
+        query: str | sql.Composable,
         params: Any = None,
         *,
         replica: int | None = None,
@@ -126,14 +127,14 @@ class PostgresCluster:
     ) -> list[tuple]:
         """Run one statement on its own connection; return its rows ([] if it returns none)."""
         with self.connect(replica, dbname) as conn, conn.cursor() as cur:
-            cur.execute(sql, params)
+            cur.execute(query, params)
             return cur.fetchall() if cur.description is not None else []
 
     psql = execute
 
     def create_database(self, name: str, timeout: float = 10.0) -> None:
         """Create a database on the primary and wait until every running standby has it."""
-        self.execute(f'CREATE DATABASE "{name}"')
+        self.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.wait_for_replay(timeout=timeout)
 
     # --- replication control ----------------------------------------------------------------

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from deploy.local._proc import (
     ServiceError,
@@ -56,8 +58,14 @@ class RedisServer:
         return self.pid is not None and pid_alive(self.pid)
 
     def ping(self, timeout: float = 0.2) -> bool:
+        # redis-py 8 retries a refused connection 10 times with backoff (~4 s): a readiness
+        # probe must answer at once.
         client = redis.Redis(
-            host="127.0.0.1", port=self.port, socket_connect_timeout=timeout, socket_timeout=timeout
+            host="127.0.0.1",
+            port=self.port,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             return bool(client.ping())

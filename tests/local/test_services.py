@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,11 +85,11 @@ def cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def table(cluster: PostgresCluster) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    cluster.execute(f"CREATE TABLE {name} (id int PRIMARY KEY)")
+def probe(cluster: PostgresCluster) -> None:
+    """An empty table `probe`, already on the standby."""
+    cluster.execute("DROP TABLE IF EXISTS probe")
+    cluster.execute("CREATE TABLE probe (id int PRIMARY KEY)")
     cluster.wait_for_replay()
-    return name
 
 
 def test_cluster_has_a_primary_and_a_streaming_standby(cluster: PostgresCluster):
@@ -100,46 +98,46 @@ def test_cluster_has_a_primary_and_a_streaming_standby(cluster: PostgresCluster)
     assert cluster.execute("SELECT pg_is_in_recovery()") == [(False,)]
     assert cluster.execute("SELECT pg_is_in_recovery()", replica=0) == [(True,)]
     assert cluster.execute("SHOW synchronous_commit") == [("on",)]
-    senders = cluster.execute("SELECT state, slot_name FROM pg_stat_replication JOIN "
-                              "pg_replication_slots ON active_pid = pid")
+    senders = cluster.execute(
+        "SELECT state, slot_name FROM pg_stat_replication JOIN "
+        "pg_replication_slots ON active_pid = pid"
+    )
     assert senders == [("streaming", "slot1")]
 
 
 def test_row_on_primary_is_visible_on_replica_after_wait_for_replay(
-    cluster: PostgresCluster, table: str
+    cluster: PostgresCluster, probe: None
 ):
-    cluster.execute(f"INSERT INTO {table} VALUES (1)")
+    cluster.execute("INSERT INTO probe VALUES (1)")
     cluster.wait_for_replay(index=0)
-    assert cluster.execute(f"SELECT id FROM {table}", replica=0) == [(1,)]
+    assert cluster.execute("SELECT id FROM probe", replica=0) == [(1,)]
 
 
-def test_paused_replay_hides_new_rows_until_resumed(cluster: PostgresCluster, table: str):
+def test_paused_replay_hides_new_rows_until_resumed(cluster: PostgresCluster, probe: None):
     cluster.pause_replay()
     try:
         assert cluster.replay_paused()
-        cluster.execute(f"INSERT INTO {table} VALUES (2)")
+        cluster.execute("INSERT INTO probe VALUES (2)")
         with pytest.raises(TimeoutError):
             cluster.wait_for_replay(timeout=0.3)
-        assert cluster.execute(f"SELECT id FROM {table}", replica=0) == []
+        assert cluster.execute("SELECT id FROM probe", replica=0) == []
     finally:
         cluster.resume_replay()
     cluster.wait_for_replay()
-    assert cluster.execute(f"SELECT id FROM {table}", replica=0) == [(2,)]
+    assert cluster.execute("SELECT id FROM probe", replica=0) == [(2,)]
 
 
-def test_stopped_replica_refuses_connections_and_comes_back(
-    cluster: PostgresCluster, table: str
-):
+def test_stopped_replica_refuses_connections_and_comes_back(cluster: PostgresCluster, probe: None):
     cluster.stop_replica()
     try:
         with pytest.raises(psycopg.OperationalError, match="refused"):
             cluster.connect(replica=0, timeout=2)
         # The primary carries on alone.
-        cluster.execute(f"INSERT INTO {table} VALUES (3)")
+        cluster.execute("INSERT INTO probe VALUES (3)")
     finally:
         cluster.start_replica()
     cluster.wait_for_replay()
-    assert cluster.execute(f"SELECT id FROM {table}", replica=0) == [(3,)]
+    assert cluster.execute("SELECT id FROM probe", replica=0) == [(3,)]
 
 
 def test_create_database_reaches_the_replica(cluster: PostgresCluster):
@@ -177,11 +175,10 @@ def test_failed_start_stops_what_it_started(monkeypatch: pytest.MonkeyPatch, sha
 
 
 def test_cli_starts_and_stops_a_cluster_in_a_given_directory(shared_tmp: Path):
-    values = run_cli(
-        "deploy.local.postgres", "start", "--dir", str(shared_tmp), "--dbname", "todo"
-    )
+    values = run_cli("deploy.local.postgres", "start", "--dir", str(shared_tmp), "--dbname", "todo")
     primary, replicas = values["PRIMARY_URL"], values["REPLICA_URLS"].split(",")
-    assert primary.endswith("/todo") and len(replicas) == 1
+    assert primary.endswith("/todo")
+    assert len(replicas) == 1
     cluster = PostgresCluster.load(shared_tmp)
     try:
         with psycopg.connect(replicas[0], connect_timeout=5) as conn:
@@ -191,7 +188,8 @@ def test_cli_starts_and_stops_a_cluster_in_a_given_directory(shared_tmp: Path):
     assert processes_mentioning(str(shared_tmp)) == []
     assert not port_open(cluster.primary_port)
     # The caller's directory stays, with the logs, and can host a new cluster.
-    assert shared_tmp.is_dir() and (shared_tmp / "primary.log").exists()
+    assert shared_tmp.is_dir()
+    assert (shared_tmp / "primary.log").exists()
     assert not cluster.primary_dir.exists()
 
 
@@ -222,12 +220,13 @@ def test_redis_cli(shared_tmp: Path):
     pid = RedisServer.load(directory).pid
     assert redis.Redis.from_url(values["REDIS_URL"]).ping()
     run_cli("deploy.local.redis", "stop", "--dir", str(directory))
-    assert pid is not None and not pid_alive(pid)
+    assert pid is not None
+    assert not pid_alive(pid)
     assert not directory.exists()
 
 
 # --- RabbitMQ ------------------------------------------------------------------------------------
-def test_rabbitmq_start_amqp_restart_stop():
+def test_rabbitmq_start_amqp_stop():
     with start_rabbitmq() as node:
         mark = f"-home {node.base_dir} "
         assert processes_mentioning(mark)
@@ -238,22 +237,23 @@ def test_rabbitmq_start_amqp_restart_stop():
             assert message.payload == {"hello": "world"}
             message.ack()
             queue.close()
-        node.restart()
-        assert node.amqp_ok()
         node.stop()
         assert not port_open(node.port)
+        assert not node.amqp_ok()
+        # epmd is shared by every Erlang node on the machine and may stay; the VM may not.
         assert processes_mentioning(mark) == []
     assert not node.base_dir.exists()
 
 
-def test_rabbitmq_cli(shared_tmp: Path):
+def test_rabbitmq_cli_and_restart(shared_tmp: Path):
     directory = shared_tmp / "rabbit"
-    started = time.monotonic()
     values = run_cli("deploy.local.rabbitmq", "start", "--dir", str(directory))
-    assert time.monotonic() - started < 60
     node = RabbitMQNode.load(directory)
     assert values == {"CELERY_BROKER_URL": node.url}
     try:
+        assert node.amqp_ok()
+        # A node loaded from its state file (not our child) can still be restarted.
+        node.restart()
         assert node.amqp_ok()
     finally:
         run_cli("deploy.local.rabbitmq", "stop", "--dir", str(directory))

@@ -58,8 +58,12 @@ def test_token_endpoint_returns_the_same_token_each_time():
     UserFactory(username="dave", password=PASSWORD)
     client = APIClient()
 
-    first = client.post("/api/auth/token", {"username": "dave", "password": PASSWORD}, format="json")
-    second = client.post("/api/auth/token/", {"username": "dave", "password": PASSWORD}, format="json")
+    first = client.post(
+        "/api/auth/token", {"username": "dave", "password": PASSWORD}, format="json"
+    )
+    second = client.post(
+        "/api/auth/token/", {"username": "dave", "password": PASSWORD}, format="json"
+    )
 
     assert first.status_code == 200
     assert first.json()["token"] == second.json()["token"]

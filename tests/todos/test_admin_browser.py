@@ -106,9 +106,7 @@ def query_of(url: str) -> dict[str, list[str]]:
     return parse_qs(urlsplit(url).query)
 
 
-def test_operator_finds_filters_and_bulk_completes_todos(
-    page, live_server, operator, todos
-):
+def test_operator_finds_filters_and_bulk_completes_todos(page, live_server, operator, todos):
     log_in(page, live_server, operator)
     page.goto(f"{live_server.url}/admin/todos/todo/")
     expect(page.locator("#result_list tbody tr")).to_have_count(4)
@@ -139,9 +137,7 @@ def test_operator_finds_filters_and_bulk_completes_todos(
     expect(page.locator("#result_list tbody input.action-select:checked")).to_have_count(2)
     page.select_option("select[name=action]", label="Mark selected todos as completed")
     page.click("button[name=index]")
-    expect(page.locator("ul.messagelist li.success")).to_have_text(
-        "2 todos marked completed."
-    )
+    expect(page.locator("ul.messagelist li.success")).to_have_text("2 todos marked completed.")
     # Back on the same filtered changelist.
     assert query_of(page.url) == {"q": ["buy"], "owner": ["alice"]}
     expect(page.locator("#result_list tbody tr")).to_have_count(2)
@@ -156,9 +152,7 @@ def test_operator_finds_filters_and_bulk_completes_todos(
     }
 
 
-def test_changelist_counts_rows_and_filters_by_completed(
-    page, live_server, operator, todos
-):
+def test_changelist_counts_rows_and_filters_by_completed(page, live_server, operator, todos):
     Todo.objects.filter(pk=todos["walk dog"].pk).update(completed=True)
     log_in(page, live_server, operator)
 

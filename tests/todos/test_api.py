@@ -92,8 +92,9 @@ def test_page_stays_stable_when_rows_are_added_before_the_cursor(api):
     assert [item["id"] for item in page2.json()] == first[2:4]
 
 
-@pytest.mark.parametrize("key", ["order", "-order", "due_at", "-due_at", "title", "-title",
-                                 "created_at", "-created_at"])
+@pytest.mark.parametrize(
+    "key", ["order", "-order", "due_at", "-due_at", "title", "-title", "created_at", "-created_at"]
+)
 def test_every_ordering_pages_through_all_rows_once_with_nulls_last(api, key):
     # given: duplicates and NULLs in the sort key, the hard cases for a keyset cursor
     values = [(5, "b"), (None, "a"), (1, "c"), (5, "a"), (None, "d"), (3, "b"), (1, "a")]

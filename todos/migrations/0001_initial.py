@@ -43,18 +43,10 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ("created_at", "id"),
                 "indexes": [
-                    models.Index(
-                        fields=["owner", "created_at", "id"], name="todo_owner_created"
-                    ),
-                    models.Index(
-                        fields=["owner", "order", "id"], name="todo_owner_order"
-                    ),
-                    models.Index(
-                        fields=["owner", "due_at", "id"], name="todo_owner_due"
-                    ),
-                    models.Index(
-                        fields=["owner", "title", "id"], name="todo_owner_title"
-                    ),
+                    models.Index(fields=["owner", "created_at", "id"], name="todo_owner_created"),
+                    models.Index(fields=["owner", "order", "id"], name="todo_owner_order"),
+                    models.Index(fields=["owner", "due_at", "id"], name="todo_owner_due"),
+                    models.Index(fields=["owner", "title", "id"], name="todo_owner_title"),
                 ],
             },
         ),

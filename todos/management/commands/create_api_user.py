@@ -13,12 +13,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument(
-            "--password", help="set this password (default: a random one)"
-        )
-        parser.add_argument(
-            "--staff", action="store_true", help="may log in to the admin"
-        )
+        parser.add_argument("--password", help="set this password (default: a random one)")
+        parser.add_argument("--staff", action="store_true", help="may log in to the admin")
         parser.add_argument("--superuser", action="store_true")
 
     def handle(self, *args, name, password, staff, superuser, **options):

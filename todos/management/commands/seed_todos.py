@@ -16,9 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--users", type=int, required=True)
         parser.add_argument("--per-user", type=int, required=True)
-        parser.add_argument(
-            "--seed", type=int, default=0, help="makes titles reproducible"
-        )
+        parser.add_argument("--seed", type=int, default=0, help="makes titles reproducible")
         parser.add_argument("--batch-size", type=int, default=5000)
 
     def handle(self, *args, users, per_user, seed, batch_size, **options):

@@ -1,0 +1,59 @@
+# Todo Scale: every command a user needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export PORT
+
+.PHONY: help venv run test test-fast lint format migrate seed demo-user schema worker beat clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv and install the pinned requirements
+
+run: venv migrate demo-user ## serve the API on the embedded default at http://127.0.0.1:$PORT
+	@echo "Serving on http://127.0.0.1:$(PORT)  (API /api/todos, docs /api/docs, admin /admin)"
+	exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py -b 127.0.0.1:$(PORT) config.wsgi:application
+
+migrate: venv ## apply database migrations
+	$(PY) manage.py migrate --noinput
+
+demo-user: venv ## create the demo user (password demo-password, admin access) and print its token
+	@token=$$($(PY) manage.py create_api_user demo --password demo-password --superuser 2>/dev/null); \
+	echo; echo "Demo user: demo / demo-password (also logs in to /admin)"; \
+	echo "Its API token:  export TOKEN=$$token"; echo
+
+seed: venv ## add seed data: make seed USERS=100 PER_USER=1000
+	$(PY) manage.py seed_todos --users $${USERS:-10} --per-user $${PER_USER:-100}
+
+test: venv ## run the whole test suite (starts its own Postgres, Redis, broker)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+schema: venv ## write the OpenAPI 3 schema to openapi.yaml
+	$(PY) manage.py spectacular --fail-on-warn --file openapi.yaml
+
+worker: venv ## run a Celery worker (needs CELERY_BROKER_URL)
+	$(VENV)/bin/celery -A config worker --loglevel INFO
+
+beat: venv ## run Celery beat, exactly one per deployment
+	$(VENV)/bin/celery -A config beat --loglevel INFO
+
+clean: ## remove the virtualenv, the SQLite database and caches
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache
