@@ -1,0 +1,489 @@
+"""Deployment files checked by their real validators, and the values operators rely on.
+
+No database and no Django: run with `pytest -p no:django --noconftest tests/deploy`.
+"""
+
+import json
+import os
+import re
+import shutil
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = []
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_DIR = ROOT / "deploy" / "k8s"
+NGINX_DIR = ROOT / "deploy" / "nginx"
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+VENV_BIN = Path(sys.executable).parent
+
+K8S_MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+# The oldest Kubernetes still commonly offered by managed clusters, and the newest the installed
+# kubernetes-validate knows.
+K8S_VERSIONS = ["1.30.0", "1.37.0"]
+
+
+def run(args, **kwargs):
+    """Run a validator; a failure shows its own output."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name) or (str(VENV_BIN / name) if (VENV_BIN / name).exists() else None)
+    if path is None:
+        pytest.skip(f"`{name}` is not installed, so this file cannot be checked here")
+    return path
+
+
+def load_manifest(name: str) -> dict:
+    return yaml.safe_load((K8S_DIR / name).read_text())
+
+
+def only_container(manifest: dict) -> dict:
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def render_nginx_template(**values: str) -> str:
+    return string.Template((NGINX_DIR / "todo-scale.conf.template").read_text()).safe_substitute(values)
+
+
+def nginx_test(config_text: str, prefix: Path):
+    """`nginx -t` on a config in a scratch prefix, so no system path is read or written."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "nginx.conf").write_text(config_text)
+    return run([require_binary("nginx"), "-t", "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr"])
+
+
+def proxy_directives(config_text: str) -> list[str]:
+    """How requests are passed on; temp paths differ by design (the stack keeps them in its prefix)."""
+    lines = (line.strip() for line in config_text.splitlines())
+    return sorted(
+        line
+        for line in lines
+        if line.startswith(("proxy_", "client_max_body_size")) and not line.startswith("proxy_temp_path")
+    )
+
+
+# Kubernetes
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("manifest", K8S_MANIFESTS, ids=lambda p: p.name)
+def test_k8s_manifest_passes_strict_schema_validation(manifest, version):
+    result = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", version, str(manifest)])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_strict_validation_rejects_a_misspelt_field(tmp_path):
+    # The check above is only worth something if a typo fails it.
+    deployment = load_manifest("beat-deployment.yaml")
+    deployment["spec"]["replica"] = deployment["spec"].pop("replicas")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump(deployment))
+
+    result = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0], str(typo)])
+
+    assert result.returncode != 0
+
+
+def test_kustomization_renders_every_manifest_and_the_result_validates(tmp_path):
+    kubectl = require_binary("kubectl")
+
+    result = run([kubectl, "kustomize", str(K8S_DIR)])
+
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in rendered) == sorted(
+        (doc["kind"], doc["metadata"]["name"]) for doc in map(yaml.safe_load, map(Path.read_text, K8S_MANIFESTS))
+    )
+    output = tmp_path / "rendered.yaml"
+    output.write_text(result.stdout)
+    validated = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0], str(output)])
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+
+
+def test_web_deployment_has_the_tutorials_size_and_resources():
+    web = load_manifest("web-deployment.yaml")
+    container = only_container(web)
+
+    assert web["spec"]["replicas"] == 5
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    assert container["image"] == "todo-scale:latest"
+
+
+def test_web_probes_use_the_health_endpoints():
+    container = only_container(load_manifest("web-deployment.yaml"))
+
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert {probe["httpGet"]["port"] for probe in (
+        container["readinessProbe"], container["livenessProbe"], container["startupProbe"]
+    )} == {"http"}
+    assert container["ports"] == [{"name": "http", "containerPort": 8000}]
+
+
+def test_web_rolls_out_without_losing_capacity_or_requests():
+    web = load_manifest("web-deployment.yaml")
+    pod = web["spec"]["template"]["spec"]
+    container = only_container(web)
+
+    assert web["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+    }
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    # The pod must outlive the preStop sleep plus gunicorn's graceful shutdown.
+    assert pod["terminationGracePeriodSeconds"] >= 5 + gunicorn_settings({})["graceful_timeout"]
+
+
+def test_web_runs_as_non_root_on_a_read_only_filesystem_with_writable_scratch_dirs():
+    web = load_manifest("web-deployment.yaml")
+    pod = web["spec"]["template"]["spec"]
+    container = only_container(web)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
+    assert web["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8000",
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_service_is_a_load_balancer_from_80_to_the_web_port():
+    service = load_manifest("web-service.yaml")
+    web = load_manifest("web-deployment.yaml")
+
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]
+
+
+def test_hpa_scales_web_between_3_and_20_at_half_cpu():
+    hpa = load_manifest("web-hpa.yaml")
+
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "todo-web"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 50}
+
+
+def test_pdb_covers_the_web_pods():
+    pdb = load_manifest("web-pdb.yaml")
+    web = load_manifest("web-deployment.yaml")
+
+    assert pdb["spec"]["selector"]["matchLabels"] == web["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"].get("maxUnavailable") == 1 or pdb["spec"].get("minAvailable") == 2
+
+
+def test_exactly_one_beat_and_a_rollout_never_runs_two():
+    beat = load_manifest("beat-deployment.yaml")
+
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert only_container(beat)["command"][:4] == ["celery", "-A", "config", "beat"]
+
+
+def test_worker_has_time_to_finish_acks_late_tasks():
+    worker = load_manifest("worker-deployment.yaml")
+
+    assert only_container(worker)["command"][:4] == ["celery", "-A", "config", "worker"]
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
+
+
+def test_migration_job_runs_migrate_and_cleans_up_after_itself():
+    job = load_manifest("migrate-job.yaml")
+
+    assert only_container(job)["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert job["spec"]["backoffLimit"] >= 1
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+
+
+def test_secret_holds_only_placeholders():
+    secret = load_manifest("secret.yaml")
+
+    assert secret["stringData"]
+    assert all("replace-me" in value for value in secret["stringData"].values())
+
+
+# docker-compose
+
+
+def compose_config() -> dict:
+    docker_compose = require_binary("docker-compose")
+    result = run([docker_compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, env={**os.environ, "PORT": ""})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def test_compose_file_is_valid():
+    docker_compose = require_binary("docker-compose")
+
+    result = run([docker_compose, "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT)
+
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_runs_the_scaled_topology():
+    services = compose_config()["services"]
+
+    assert set(services) >= {
+        "db", "db-replica", "redis", "rabbitmq", "migrate", "web", "nginx", "worker", "beat", "prometheus",
+    }
+    assert services["web"]["deploy"]["replicas"] == 3
+    assert "deploy" not in services["beat"] and "scale" not in services["beat"]
+    assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    assert services["nginx"]["ports"][0]["published"] == 8000
+    assert services["nginx"]["ports"][0]["target"] == 80
+
+
+def test_compose_wires_every_service_to_its_backing_store():
+    env = compose_config()["services"]["web"]["environment"]
+
+    assert env["DATABASE_URL"] == "postgres://todo:todo@db:5432/todo"
+    assert env["DATABASE_REPLICA_URLS"] == "postgres://todo:todo@db-replica:5432/todo"
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["CELERY_BROKER_URL"] == "amqp://guest:guest@rabbitmq:5672//"
+    assert env["CELERY_RESULT_BACKEND"] == "redis://redis:6379/1"
+
+
+# nginx
+
+
+def test_stack_nginx_template_renders_to_a_valid_config(tmp_path):
+    config = render_nginx_template(
+        NGINX_PORT="18000", UPSTREAM_SERVERS="server 127.0.0.1:18101; server 127.0.0.1:18102;"
+    )
+
+    result = nginx_test(config, tmp_path / "stack")
+
+    assert "${" not in config
+    assert result.returncode == 0, result.stderr
+
+
+def test_stack_nginx_template_renders_the_same_with_envsubst(tmp_path):
+    envsubst = require_binary("envsubst")
+    values = {"NGINX_PORT": "18000", "UPSTREAM_SERVERS": "server 127.0.0.1:18101;"}
+
+    result = run(
+        [envsubst, "${NGINX_PORT} ${UPSTREAM_SERVERS}"],
+        input=(NGINX_DIR / "todo-scale.conf.template").read_text(),
+        env={**os.environ, **values},
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == render_nginx_template(**values)
+
+
+def test_compose_nginx_config_is_valid(tmp_path):
+    # nginx -t resolves upstream host names, and `web` exists only on the compose network: the
+    # one server line is pointed at loopback for the check, nothing else is changed.
+    original = (NGINX_DIR / "nginx.conf").read_text()
+    config = original.replace("server web:8000;", "server 127.0.0.1:8000;")
+    assert config != original
+
+    result = nginx_test(config, tmp_path / "compose")
+
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "config_text",
+    [
+        pytest.param((NGINX_DIR / "nginx.conf").read_text(), id="compose"),
+        pytest.param(render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;"), id="stack"),
+    ],
+)
+def test_nginx_balances_least_connections_and_caps_bodies_at_1m(config_text):
+    upstream = re.search(r"upstream todo_web \{(.*?)\}", config_text, re.S).group(1)
+    directives = proxy_directives(config_text)
+
+    assert "least_conn;" in upstream
+    assert re.search(r"^\s*keepalive \d+;", upstream, re.M)
+    assert "client_max_body_size 1m;" in directives
+    assert "proxy_pass http://todo_web;" in directives
+    assert "proxy_http_version 1.1;" in directives
+    assert 'proxy_set_header Connection "";' in directives
+    assert "proxy_next_upstream error timeout http_502 http_503;" in directives
+    assert "proxy_next_upstream_tries 2;" in directives
+    for header in ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
+        assert any(d.startswith(f"proxy_set_header {header} ") for d in directives), header
+    assert "location = /nginx-health" in config_text
+
+
+def test_compose_and_stack_nginx_proxy_alike():
+    compose = proxy_directives((NGINX_DIR / "nginx.conf").read_text())
+    stack = proxy_directives(render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;"))
+
+    assert compose == stack
+
+
+def test_nginx_read_timeout_outlasts_gunicorns_worker_timeout():
+    timeout = re.search(r"proxy_read_timeout (\d+)s;", (NGINX_DIR / "nginx.conf").read_text()).group(1)
+
+    assert int(timeout) > gunicorn_settings({})["timeout"]
+
+
+# Prometheus
+
+
+def test_compose_prometheus_config_is_valid_and_scrapes_each_replica():
+    promtool = require_binary("promtool")
+    path = PROMETHEUS_DIR / "prometheus.yml"
+
+    result = run([promtool, "check", "config", str(path)])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (web,) = [job for job in yaml.safe_load(path.read_text())["scrape_configs"] if job["job_name"] == "web"]
+    assert web["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+
+
+def test_stack_prometheus_template_renders_to_a_valid_config(tmp_path):
+    promtool = require_binary("promtool")
+    template = (PROMETHEUS_DIR / "prometheus.local.yml.template").read_text()
+    rendered = string.Template(template).safe_substitute(TARGETS='"127.0.0.1:8101", "127.0.0.1:8102"')
+    path = tmp_path / "prometheus.yml"
+    path.write_text(rendered)
+
+    result = run([promtool, "check", "config", str(path)])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    (web,) = yaml.safe_load(rendered)["scrape_configs"]
+    assert web["static_configs"] == [{"targets": ["127.0.0.1:8101", "127.0.0.1:8102"]}]
+
+
+# Dockerfile
+
+
+def test_dockerfile_passes_hadolint():
+    result = run([str(VENV_BIN / "hadolint"), "Dockerfile"], cwd=ROOT)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_image_installs_runtime_requirements_only_and_runs_gunicorn_as_non_root():
+    dockerfile = "\n".join(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+    final_stage = dockerfile[dockerfile.rindex("\nFROM ") :]
+
+    assert "requirements-dev.txt" not in dockerfile
+    assert "FROM python:3.11-slim\n" in final_stage
+    assert re.search(r"^USER 10001", final_stage, re.M)
+    assert "collectstatic --noinput" in final_stage
+    assert 'CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "config.wsgi:application"]' in final_stage
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", ".git", "*.sqlite3", "staticfiles", "bench/results"} <= set(ignored)
+
+
+# gunicorn
+
+
+GUNICORN_SETTINGS = [
+    "bind", "workers", "worker_class", "max_requests", "max_requests_jitter", "timeout",
+    "graceful_timeout", "keepalive", "preload_app", "worker_tmp_dir", "accesslog",
+]
+
+
+def gunicorn_settings(env: dict[str, str]) -> dict:
+    """Execute the config file as gunicorn does, in a child process so its environment changes
+    stay there; returns the settings and the resulting PROMETHEUS_MULTIPROC_DIR."""
+    script = (
+        "import json, os, runpy, sys\n"
+        "ns = runpy.run_path(sys.argv[1])\n"
+        f"keys = {GUNICORN_SETTINGS!r}\n"
+        "out = {k: ns.get(k) for k in keys}\n"
+        "out['multiproc_dir'] = os.environ.get('PROMETHEUS_MULTIPROC_DIR')\n"
+        "print(json.dumps(out))\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in {"PORT", "WEB_CONCURRENCY", "GUNICORN_ACCESS_LOG"}}
+    base.setdefault("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-metrics-dir-for-settings-only")
+    result = run([sys.executable, "-c", script, str(GUNICORN_CONF)], env={**base, **env})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_gunicorn_reads_port_and_concurrency_from_the_environment():
+    settings = gunicorn_settings({"PORT": "9123", "WEB_CONCURRENCY": "3"})
+
+    assert settings["bind"] == "0.0.0.0:9123"
+    assert settings["workers"] == 3
+    assert settings["worker_class"] == "sync"
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (1000, 100)
+    assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (30, 30, 5)
+    assert settings["preload_app"] is False
+    assert settings["accesslog"] is None
+
+
+def test_gunicorn_defaults_to_port_8000_and_2_workers_per_core_plus_one():
+    settings = gunicorn_settings({})
+
+    assert settings["bind"] == "0.0.0.0:8000"
+    assert settings["workers"] >= 3
+    assert settings["workers"] % 2 == 1
+
+
+def test_gunicorn_access_log_goes_to_stdout_when_asked():
+    assert gunicorn_settings({"GUNICORN_ACCESS_LOG": "true"})["accesslog"] == "-"
+
+
+def test_gunicorn_heartbeat_lives_in_shared_memory_when_there_is_some():
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("/dev/shm is not writable on this machine")
+
+    assert gunicorn_settings({})["worker_tmp_dir"] == "/dev/shm"
+
+
+def test_gunicorn_keeps_a_given_metrics_dir(tmp_path):
+    settings = gunicorn_settings({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+
+    assert settings["multiproc_dir"] == str(tmp_path)
+
+
+def test_gunicorn_metrics_hooks_reset_the_dir_and_forget_dead_workers(tmp_path):
+    # given a metrics dir without a value, which the config creates and owns
+    script = (
+        "import os, runpy, sys, types\n"
+        "os.environ.pop('PROMETHEUS_MULTIPROC_DIR', None)\n"
+        "ns = runpy.run_path(sys.argv[1])\n"
+        "d = os.environ['PROMETHEUS_MULTIPROC_DIR']\n"
+        "assert os.path.isdir(d), d\n"
+        "for name in ('counter_1.db', 'gauge_livesum_1.db'):\n"
+        "    open(os.path.join(d, name), 'w').close()\n"
+        "ns['on_starting'](None)\n"
+        "assert os.listdir(d) == [], os.listdir(d)\n"
+        "for name in ('counter_42.db', 'gauge_livesum_42.db'):\n"
+        "    open(os.path.join(d, name), 'w').close()\n"
+        "ns['child_exit'](None, types.SimpleNamespace(pid=42))\n"
+        "assert os.listdir(d) == ['counter_42.db'], os.listdir(d)\n"
+        "ns['on_exit'](None)\n"
+        "assert not os.path.exists(d), d\n"
+    )
+    # when the hooks run as gunicorn's master would run them
+    result = run([sys.executable, "-c", script, str(GUNICORN_CONF)], env={**os.environ, "TMPDIR": str(tmp_path)})
+
+    # then stale files went at start, a dead worker's live gauge went, its counter stayed
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []
