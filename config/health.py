@@ -1,14 +1,17 @@
-"""Liveness and readiness probes, answered before host checks, redirects and sessions.
+"""Liveness and readiness probes and the metrics endpoint, answered before host checks,
+redirects and sessions.
 
 A probe comes from the kubelet or the load balancer with the pod's IP as Host and over plain
 HTTP: it must not be refused by ALLOWED_HOSTS or redirected to HTTPS, and must not touch the
-session store.
+session store. Prometheus likewise scrapes each replica by its IP. nginx refuses `/metrics` from
+outside, so only the scraper on the internal network reaches it.
 """
 
 import logging
 
 from django.db import DatabaseError, connections
 from django.http import JsonResponse
+from django_prometheus.exports import ExportToDjangoView
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +27,8 @@ def database_ready() -> bool:
 
 
 class HealthCheckMiddleware:
-    """Answer `/healthz` (the process is up) and `/readyz` (it can reach the primary)."""
+    """Answer `/healthz` (the process is up), `/readyz` (it can reach the primary) and
+    `/metrics` (Prometheus exposition, summed over the replica's worker processes)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -36,4 +40,6 @@ class HealthCheckMiddleware:
             if database_ready():
                 return JsonResponse({"status": "ok"})
             return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+        if request.path == "/metrics":
+            return ExportToDjangoView(request)
         return self.get_response(request)

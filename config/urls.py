@@ -1,4 +1,7 @@
-"""Top-level routes: the API under /api/, the admin, the schema and the metrics."""
+"""Top-level routes: the API under /api/, the admin and the schema.
+
+Probes and /metrics are answered by config.health.HealthCheckMiddleware.
+"""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -9,7 +12,6 @@ urlpatterns = [
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
 ]
 
 handler400 = "config.errors.bad_request"

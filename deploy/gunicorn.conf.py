@@ -1,4 +1,6 @@
-"""gunicorn settings for every web replica: `gunicorn -c deploy/gunicorn.conf.py config.wsgi:application`.
+"""gunicorn settings for every web replica.
+
+Run as `gunicorn -c deploy/gunicorn.conf.py config.wsgi:application`.
 
 Everything a deployment varies comes from the environment (`PORT`, `WEB_CONCURRENCY`,
 `GUNICORN_ACCESS_LOG`, `PROMETHEUS_MULTIPROC_DIR`); see the settings reference at
@@ -66,8 +68,9 @@ keepalive = 5
 
 # Worker heartbeats are a file touched on every request; on an overlay or disk-backed /tmp a
 # slow fsync can stall workers until the arbiter kills them, /dev/shm is memory.
-if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-    worker_tmp_dir = "/dev/shm"
+_SHARED_MEMORY_DIR = "/dev/shm"  # noqa: S108 (only heartbeat files, as gunicorn's docs advise)
+if os.path.isdir(_SHARED_MEMORY_DIR) and os.access(_SHARED_MEMORY_DIR, os.W_OK):
+    worker_tmp_dir = _SHARED_MEMORY_DIR
 
 # Each worker imports the app after the fork: no database, Redis or broker socket is opened in
 # the master and then shared by every child (interleaved bytes on one socket corrupt both

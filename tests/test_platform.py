@@ -49,7 +49,7 @@ def test_openapi_schema_and_docs_are_public(client: Client):
 def test_metrics_count_requests(client: Client):
     client.get("/healthz")
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", HTTP_HOST="10.1.2.3:8000")  # scraped by pod IP
 
     assert response.status_code == 200
     assert b"django_http_requests_total_by_method_total" in response.content

@@ -136,8 +136,16 @@ def signal_group(pgid: int, sig: int) -> None:
 
 
 def stop_group(pgid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM a process group, SIGKILL whatever is left after `timeout`, and wait for the end."""
-    signal_group(pgid, signal.SIGTERM)
+    """SIGTERM a process group, SIGKILL whatever is left after `timeout`, and wait for the end.
+
+    runuser is spared the SIGTERM: on a signal it forwards it, sleeps 2 s and then SIGKILLs its
+    child whether or not that child is still shutting down cleanly. It exits with its child.
+    """
+    members = group_members(pgid)
+    targets = [pid for pid in members if not cmdline(pid).startswith("runuser ")]
+    for pid in targets or members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     try:
         wait_until(lambda: _reap(proc) and not group_members(pgid), timeout=timeout, what="exit")
     except TimeoutError:

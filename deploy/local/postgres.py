@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shlex
 import shutil
@@ -45,6 +46,7 @@ PG_CTL_TIMEOUT = 30
 MAX_SOCKET_DIR = 90
 
 
+@functools.cache
 def bindir() -> Path:
     """Where initdb, pg_ctl and pg_basebackup live (Debian keeps them off PATH)."""
     override = os.environ.get("PG_BINDIR")
@@ -394,19 +396,26 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    if args.command == "start":
-        cluster = start_cluster(args.dir, replicas=args.replicas)
-        try:
-            if args.dbname != "postgres":
-                cluster.create_database(args.dbname)
-        except BaseException:
-            cluster.stop()
-            raise
-        urls = [cluster.url(port, args.dbname) for port in cluster.replica_ports]
-        print(f"PRIMARY_URL={shlex.quote(cluster.url(dbname=args.dbname))}")
-        print(f"REPLICA_URLS={shlex.quote(','.join(urls))}")
-    else:
-        PostgresCluster.load(args.dir).stop()
+    try:
+        if args.command == "start":
+            cluster = start_cluster(args.dir, replicas=args.replicas)
+            try:
+                if args.dbname != "postgres":
+                    cluster.create_database(args.dbname)
+            except BaseException:
+                cluster.stop()
+                raise
+            urls = [cluster.url(port, args.dbname) for port in cluster.replica_ports]
+            print(f"PRIMARY_URL={shlex.quote(cluster.url(dbname=args.dbname))}")
+            print(f"REPLICA_URLS={shlex.quote(','.join(urls))}")
+        elif not (args.dir / STATE_FILE).exists():
+            # Idempotent, so that a teardown trap may call it whatever got started.
+            print(f"nothing to stop in {args.dir}", file=sys.stderr)
+        else:
+            PostgresCluster.load(args.dir).stop()
+    except (ServiceError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

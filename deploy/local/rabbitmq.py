@@ -276,11 +276,18 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    if args.command == "start":
-        node = start_rabbitmq(args.dir, args.port)
-        print(f"CELERY_BROKER_URL={shlex.quote(node.url)}")
-    else:
-        RabbitMQNode.load(args.dir).close()
+    try:
+        if args.command == "start":
+            node = start_rabbitmq(args.dir, args.port)
+            print(f"CELERY_BROKER_URL={shlex.quote(node.url)}")
+        elif not (args.dir / STATE_FILE).exists():
+            # Idempotent, so that a teardown trap may call it whatever got started.
+            print(f"nothing to stop in {args.dir}", file=sys.stderr)
+        else:
+            RabbitMQNode.load(args.dir).close()
+    except (ServiceError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -226,11 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    if args.command == "start":
-        server = start_redis(args.dir, args.port)
-        print(f"REDIS_URL={shlex.quote(server.url)}")
-    else:
-        RedisServer.load(args.dir).close()
+    try:
+        if args.command == "start":
+            server = start_redis(args.dir, args.port)
+            print(f"REDIS_URL={shlex.quote(server.url)}")
+        elif not (args.dir / STATE_FILE).exists():
+            # Idempotent, so that a teardown trap may call it whatever got started.
+            print(f"nothing to stop in {args.dir}", file=sys.stderr)
+        else:
+            RedisServer.load(args.dir).close()
+    except (ServiceError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,6 +23,8 @@ NGINX_DIR = ROOT / "deploy" / "nginx"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 VENV_BIN = Path(sys.executable).parent
+KUBERNETES_VALIDATE = str(VENV_BIN / "kubernetes-validate")
+SHARED_MEMORY_DIR = "/dev/shm"  # noqa: S108 (gunicorn's heartbeat directory, not a temp file)
 
 K8S_MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
 # The oldest Kubernetes still commonly offered by managed clusters, and the newest the installed
@@ -52,23 +54,28 @@ def only_container(manifest: dict) -> dict:
 
 
 def render_nginx_template(**values: str) -> str:
-    return string.Template((NGINX_DIR / "todo-scale.conf.template").read_text()).safe_substitute(values)
+    template = (NGINX_DIR / "todo-scale.conf.template").read_text()
+    return string.Template(template).safe_substitute(values)
+
+
+def render_stack_nginx() -> str:
+    return render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;")
 
 
 def nginx_test(config_text: str, prefix: Path):
-    """`nginx -t` on a config in a scratch prefix, so no system path is read or written."""
+    """`nginx -t` from a scratch prefix, which relative paths (pid, logs, temp dirs) resolve to."""
     prefix.mkdir(parents=True, exist_ok=True)
     (prefix / "nginx.conf").write_text(config_text)
-    return run([require_binary("nginx"), "-t", "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr"])
+    nginx = require_binary("nginx")
+    return run([nginx, "-t", "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr"])
 
 
 def proxy_directives(config_text: str) -> list[str]:
-    """How requests are passed on; temp paths differ by design (the stack keeps them in its prefix)."""
+    """How requests are passed on; temp paths differ by design (the stack keeps its own)."""
     lines = (line.strip() for line in config_text.splitlines())
+    wanted = ("proxy_", "client_max_body_size")
     return sorted(
-        line
-        for line in lines
-        if line.startswith(("proxy_", "client_max_body_size")) and not line.startswith("proxy_temp_path")
+        line for line in lines if line.startswith(wanted) and not line.startswith("proxy_temp_path")
     )
 
 
@@ -78,7 +85,7 @@ def proxy_directives(config_text: str) -> list[str]:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("manifest", K8S_MANIFESTS, ids=lambda p: p.name)
 def test_k8s_manifest_passes_strict_schema_validation(manifest, version):
-    result = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", version, str(manifest)])
+    result = run([KUBERNETES_VALIDATE, "--strict", "-k", version, str(manifest)])
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -90,7 +97,7 @@ def test_strict_validation_rejects_a_misspelt_field(tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(yaml.safe_dump(deployment))
 
-    result = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0], str(typo)])
+    result = run([KUBERNETES_VALIDATE, "--strict", "-k", K8S_VERSIONS[0], str(typo)])
 
     assert result.returncode != 0
 
@@ -102,12 +109,13 @@ def test_kustomization_renders_every_manifest_and_the_result_validates(tmp_path)
 
     assert result.returncode == 0, result.stderr
     rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    sources = [yaml.safe_load(path.read_text()) for path in K8S_MANIFESTS]
     assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in rendered) == sorted(
-        (doc["kind"], doc["metadata"]["name"]) for doc in map(yaml.safe_load, map(Path.read_text, K8S_MANIFESTS))
+        (doc["kind"], doc["metadata"]["name"]) for doc in sources
     )
     output = tmp_path / "rendered.yaml"
     output.write_text(result.stdout)
-    validated = run([str(VENV_BIN / "kubernetes-validate"), "--strict", "-k", K8S_VERSIONS[0], str(output)])
+    validated = run([KUBERNETES_VALIDATE, "--strict", "-k", K8S_VERSIONS[0], str(output)])
     assert validated.returncode == 0, validated.stdout + validated.stderr
 
 
@@ -129,9 +137,14 @@ def test_web_probes_use_the_health_endpoints():
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert {probe["httpGet"]["port"] for probe in (
-        container["readinessProbe"], container["livenessProbe"], container["startupProbe"]
-    )} == {"http"}
+    assert {
+        probe["httpGet"]["port"]
+        for probe in (
+            container["readinessProbe"],
+            container["livenessProbe"],
+            container["startupProbe"],
+        )
+    } == {"http"}
     assert container["ports"] == [{"name": "http", "containerPort": 8000}]
 
 
@@ -159,7 +172,7 @@ def test_web_runs_as_non_root_on_a_read_only_filesystem_with_writable_scratch_di
 
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 (a mount path, not a temp file)
     assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
     assert web["spec"]["template"]["metadata"]["annotations"] == {
         "prometheus.io/scrape": "true",
@@ -173,7 +186,9 @@ def test_service_is_a_load_balancer_from_80_to_the_web_port():
     web = load_manifest("web-deployment.yaml")
 
     assert service["spec"]["type"] == "LoadBalancer"
-    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
     assert service["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]
 
 
@@ -181,7 +196,11 @@ def test_hpa_scales_web_between_3_and_20_at_half_cpu():
     hpa = load_manifest("web-hpa.yaml")
 
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "todo-web"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "todo-web",
+    }
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
@@ -232,7 +251,11 @@ def test_secret_holds_only_placeholders():
 
 def compose_config() -> dict:
     docker_compose = require_binary("docker-compose")
-    result = run([docker_compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, env={**os.environ, "PORT": ""})
+    result = run(
+        [docker_compose, "-f", "docker-compose.yml", "config"],
+        cwd=ROOT,
+        env={**os.environ, "PORT": ""},
+    )
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
 
@@ -249,10 +272,20 @@ def test_compose_runs_the_scaled_topology():
     services = compose_config()["services"]
 
     assert set(services) >= {
-        "db", "db-replica", "redis", "rabbitmq", "migrate", "web", "nginx", "worker", "beat", "prometheus",
+        "db",
+        "db-replica",
+        "redis",
+        "rabbitmq",
+        "migrate",
+        "web",
+        "nginx",
+        "worker",
+        "beat",
+        "prometheus",
     }
     assert services["web"]["deploy"]["replicas"] == 3
-    assert "deploy" not in services["beat"] and "scale" not in services["beat"]
+    assert "deploy" not in services["beat"]
+    assert "scale" not in services["beat"]
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["nginx"]["ports"][0]["published"] == 8000
@@ -313,7 +346,7 @@ def test_compose_nginx_config_is_valid(tmp_path):
     "config_text",
     [
         pytest.param((NGINX_DIR / "nginx.conf").read_text(), id="compose"),
-        pytest.param(render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;"), id="stack"),
+        pytest.param(render_stack_nginx(), id="stack"),
     ],
 )
 def test_nginx_balances_least_connections_and_caps_bodies_at_1m(config_text):
@@ -335,13 +368,14 @@ def test_nginx_balances_least_connections_and_caps_bodies_at_1m(config_text):
 
 def test_compose_and_stack_nginx_proxy_alike():
     compose = proxy_directives((NGINX_DIR / "nginx.conf").read_text())
-    stack = proxy_directives(render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;"))
+    stack = proxy_directives(render_stack_nginx())
 
     assert compose == stack
 
 
 def test_nginx_read_timeout_outlasts_gunicorns_worker_timeout():
-    timeout = re.search(r"proxy_read_timeout (\d+)s;", (NGINX_DIR / "nginx.conf").read_text()).group(1)
+    config_text = (NGINX_DIR / "nginx.conf").read_text()
+    timeout = re.search(r"proxy_read_timeout (\d+)s;", config_text).group(1)
 
     assert int(timeout) > gunicorn_settings({})["timeout"]
 
@@ -356,14 +390,18 @@ def test_compose_prometheus_config_is_valid_and_scrapes_each_replica():
     result = run([promtool, "check", "config", str(path)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    (web,) = [job for job in yaml.safe_load(path.read_text())["scrape_configs"] if job["job_name"] == "web"]
-    assert web["dns_sd_configs"] == [{"names": ["web"], "type": "A", "port": 8000, "refresh_interval": "15s"}]
+    jobs = yaml.safe_load(path.read_text())["scrape_configs"]
+    (web,) = [job for job in jobs if job["job_name"] == "web"]
+    assert web["dns_sd_configs"] == [
+        {"names": ["web"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
 
 
 def test_stack_prometheus_template_renders_to_a_valid_config(tmp_path):
     promtool = require_binary("promtool")
     template = (PROMETHEUS_DIR / "prometheus.local.yml.template").read_text()
-    rendered = string.Template(template).safe_substitute(TARGETS='"127.0.0.1:8101", "127.0.0.1:8102"')
+    targets = '"127.0.0.1:8101", "127.0.0.1:8102"'
+    rendered = string.Template(template).safe_substitute(TARGETS=targets)
     path = tmp_path / "prometheus.yml"
     path.write_text(rendered)
 
@@ -384,16 +422,16 @@ def test_dockerfile_passes_hadolint():
 
 
 def test_image_installs_runtime_requirements_only_and_runs_gunicorn_as_non_root():
-    dockerfile = "\n".join(
-        line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")
-    )
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    dockerfile = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     final_stage = dockerfile[dockerfile.rindex("\nFROM ") :]
 
     assert "requirements-dev.txt" not in dockerfile
     assert "FROM python:3.11-slim\n" in final_stage
     assert re.search(r"^USER 10001", final_stage, re.M)
     assert "collectstatic --noinput" in final_stage
-    assert 'CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "config.wsgi:application"]' in final_stage
+    command = '["gunicorn", "-c", "deploy/gunicorn.conf.py", "config.wsgi:application"]'
+    assert f"CMD {command}" in final_stage
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".git", "*.sqlite3", "staticfiles", "bench/results"} <= set(ignored)
 
@@ -402,8 +440,17 @@ def test_image_installs_runtime_requirements_only_and_runs_gunicorn_as_non_root(
 
 
 GUNICORN_SETTINGS = [
-    "bind", "workers", "worker_class", "max_requests", "max_requests_jitter", "timeout",
-    "graceful_timeout", "keepalive", "preload_app", "worker_tmp_dir", "accesslog",
+    "bind",
+    "workers",
+    "worker_class",
+    "max_requests",
+    "max_requests_jitter",
+    "timeout",
+    "graceful_timeout",
+    "keepalive",
+    "preload_app",
+    "worker_tmp_dir",
+    "accesslog",
 ]
 
 
@@ -418,7 +465,8 @@ def gunicorn_settings(env: dict[str, str]) -> dict:
         "out['multiproc_dir'] = os.environ.get('PROMETHEUS_MULTIPROC_DIR')\n"
         "print(json.dumps(out))\n"
     )
-    base = {k: v for k, v in os.environ.items() if k not in {"PORT", "WEB_CONCURRENCY", "GUNICORN_ACCESS_LOG"}}
+    unset = {"PORT", "WEB_CONCURRENCY", "GUNICORN_ACCESS_LOG"}
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     base.setdefault("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-metrics-dir-for-settings-only")
     result = run([sys.executable, "-c", script, str(GUNICORN_CONF)], env={**base, **env})
     assert result.returncode == 0, result.stderr
@@ -450,10 +498,10 @@ def test_gunicorn_access_log_goes_to_stdout_when_asked():
 
 
 def test_gunicorn_heartbeat_lives_in_shared_memory_when_there_is_some():
-    if not os.access("/dev/shm", os.W_OK):
-        pytest.skip("/dev/shm is not writable on this machine")
+    if not os.access(SHARED_MEMORY_DIR, os.W_OK):
+        pytest.skip(f"{SHARED_MEMORY_DIR} is not writable on this machine")
 
-    assert gunicorn_settings({})["worker_tmp_dir"] == "/dev/shm"
+    assert gunicorn_settings({})["worker_tmp_dir"] == SHARED_MEMORY_DIR
 
 
 def test_gunicorn_keeps_a_given_metrics_dir(tmp_path):
@@ -482,7 +530,8 @@ def test_gunicorn_metrics_hooks_reset_the_dir_and_forget_dead_workers(tmp_path):
         "assert not os.path.exists(d), d\n"
     )
     # when the hooks run as gunicorn's master would run them
-    result = run([sys.executable, "-c", script, str(GUNICORN_CONF)], env={**os.environ, "TMPDIR": str(tmp_path)})
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    result = run([sys.executable, "-c", script, str(GUNICORN_CONF)], env=env)
 
     # then stale files went at start, a dead worker's live gauge went, its counter stayed
     assert result.returncode == 0, result.stderr
