@@ -1,0 +1,1 @@
+"""Celery tasks, one module per topic; each task loads by id and calls a service in todos/."""
