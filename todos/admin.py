@@ -9,6 +9,7 @@ from django.db import OperationalError, connections, transaction
 from django.utils.functional import cached_property
 
 from todos import services
+from todos.cache import todos_changed
 from todos.models import Todo
 
 
@@ -102,6 +103,25 @@ class TodoAdmin(admin.ModelAdmin):
     # "Show counts" would run one COUNT per filter option over the whole table.
     show_facets = admin.ShowFacets.NEVER
     actions = ("mark_completed", "mark_not_completed")
+
+    # The admin's own edit, add and delete paths write rows too: their owners' cached lists must
+    # move to a new generation like after any API write.
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            if change and "owner" in form.changed_data:
+                todos_changed(owner_ids=[form.initial["owner"]])
+            super().save_model(request, obj, form, change)
+            todos_changed(owner_ids=[obj.owner_id])
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            todos_changed(owner_ids=[obj.owner_id])
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            todos_changed(owner_ids=queryset.values_list("owner_id", flat=True).distinct())
+            super().delete_queryset(request, queryset)
 
     @admin.action(description="Mark selected todos as completed")
     def mark_completed(self, request, queryset):

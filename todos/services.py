@@ -12,6 +12,7 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from todos.cache import todos_changed
 from todos.models import Todo
 
 # Fields a client may change; everything else (owner, id, timestamps) is set by the server.
@@ -31,9 +32,11 @@ def todo_create(
     order: int | None = None,
     due_at: datetime | None = None,
 ) -> Todo:
-    return Todo.objects.create(
+    todo = Todo.objects.create(
         owner=owner, title=title, completed=completed, order=order, due_at=due_at
     )
+    todos_changed(owner_ids=[owner.pk])
+    return todo
 
 
 @transaction.atomic
@@ -45,24 +48,28 @@ def todo_update(*, todo: Todo, changes: dict) -> Todo:
     for field, value in changes.items():
         setattr(todo, field, value)
     todo.save(update_fields=[*changes, "updated_at"])
+    todos_changed(owner_ids=[todo.owner_id])
     return todo
 
 
 @transaction.atomic
 def todo_delete(*, todo: Todo) -> None:
     todo.delete()
+    todos_changed(owner_ids=[todo.owner_id])
 
 
 @transaction.atomic
 def todo_delete_all(*, owner: AbstractBaseUser) -> int:
     """Delete every todo of `owner`; returns how many were deleted."""
     deleted, _ = Todo.objects.filter(owner=owner).delete()
+    todos_changed(owner_ids=[owner.pk])
     return deleted
 
 
 @transaction.atomic
 def todos_set_completed(*, todos: QuerySet[Todo], completed: bool) -> int:
     """Mark every todo in `todos` completed (or not) in one UPDATE; returns the row count."""
+    todos_changed(owner_ids=todos.values_list("owner_id", flat=True).distinct())
     return todos.update(completed=completed, updated_at=timezone.now())
 
 
@@ -160,4 +167,5 @@ def todos_seed(
 def _bulk_insert(todos: list[Todo]) -> int:
     with transaction.atomic():
         Todo.objects.bulk_create(todos)
+        todos_changed(owner_ids=[todo.owner_id for todo in todos])
     return len(todos)
