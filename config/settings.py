@@ -6,7 +6,9 @@ Celery tasks run eagerly in-process. README.md lists every variable.
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -67,6 +69,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "todos",
+    "tasks",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +84,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Reads go to a replica that has the user's last write; inert without replicas.
+    "config.read_routing.ReadReplicaMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -124,6 +129,33 @@ def database_from_url(url: str) -> dict:
     return config
 
 
+def replica_databases(urls: list[str]) -> dict[str, dict]:
+    """Aliases `replica1`, `replica2`, ... for streaming standbys of the primary.
+
+    Under test a replica alias mirrors `default`: Django then creates no test database on the
+    read-only standby and never flushes it; the alias keeps its own host and port, so it reads
+    the test database as streamed from the primary, lag included.
+    """
+    databases = {}
+    for number, url in enumerate(urls, start=1):
+        config = database_from_url(url)
+        if config["ENGINE"] != "django.db.backends.postgresql":
+            raise ImproperlyConfigured("DATABASE_REPLICA_URLS must be Postgres streaming standbys")
+        # One second: a standby that cannot take a connection by then is treated as down and
+        # the read goes to the primary, instead of the request waiting out the primary's 5 s.
+        config["OPTIONS"]["connect_timeout"] = 1
+        # Two seconds for any statement on a standby (API reads take milliseconds): a standby
+        # can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay
+        # is paused or slow, and a read would wait on it indefinitely. Cancelled, the read is
+        # taken over by the primary (config/read_routing.py).
+        config["OPTIONS"]["options"] = (
+            f"-c statement_timeout={env_int('DATABASE_REPLICA_STATEMENT_TIMEOUT', 2000)}"
+        )
+        config["TEST"] = {"MIRROR": "default"}
+        databases[f"replica{number}"] = config
+    return databases
+
+
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
 else:
@@ -134,27 +166,77 @@ else:
         }
     }
 
+# Read replicas (README "Read replicas"): reads go to a standby that has replayed the user's last
+# write, everything else to the primary. config/db_router.py is the router.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
+DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA_URLS else []
+# Bytes of WAL a standby may be behind the primary before it is taken out: 16 MiB is one WAL
+# segment, far more than any burst of API writes, so only a standby that is really stuck (replay
+# paused, a long conflicting query, a broken stream) trips it. Bytes rather than seconds: the
+# replay timestamp ages while the primary is idle, so "seconds behind" lies exactly then.
+DATABASE_REPLICA_MAX_LAG = env_int("DATABASE_REPLICA_MAX_LAG", 16 * 1024 * 1024)
+# Seconds a failed or lagging standby is left out before it is tried again (circuit breaker).
+DATABASE_REPLICA_COOLDOWN = float(os.environ.get("DATABASE_REPLICA_COOLDOWN", "10"))
+# Seconds each worker process reuses a standby's replay position and health before asking it
+# again: the check then costs one round trip per standby per second per process, not per read.
+DATABASE_REPLICA_CHECK_INTERVAL = float(os.environ.get("DATABASE_REPLICA_CHECK_INTERVAL", "1"))
+# Seconds a user's write position is kept in the cache (GitLab uses 30 s). A standby that has not
+# replayed what the primary had written this long ago is taken out, so an expired mark never lets
+# a read miss the write it stood for.
+DATABASE_STICKING_TTL = env_int("DATABASE_STICKING_TTL", 30)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache -------------------------------------------------------------------------------------
+# --- Cache, response cache and rate limits (Redis) ---------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                "PARSER_CLASS": "redis.connection._HiredisParser",
-                # Half a second: a Redis that does not answer by then is treated as down, and
-                # the request goes on from Postgres instead of waiting out a long timeout.
-                "SOCKET_CONNECT_TIMEOUT": 0.5,
-                "SOCKET_TIMEOUT": 0.5,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 50},
-            },
-        }
+
+
+def redis_cache(url: str) -> dict:
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {
+            # https://github.com/jazzband/django-redis#pluggable-parsers
+            "PARSER_CLASS": "redis.connection._HiredisParser",
+            # Half a second: a Redis that does not answer by then is treated as down, and the
+            # request goes on from Postgres instead of waiting out a long timeout.
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
+            # Per worker process: a sync worker uses one connection at a time; the headroom
+            # covers threads (the replica health checks) without an unbounded pool.
+            "CONNECTION_POOL_KWARGS": {"max_connections": 20},
+        },
     }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL)}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# After a Redis failure, skip Redis for this many seconds (config/redis_breaker.py): a dead
+# Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
+# Redis is back.
+REDIS_COOLDOWN = float(os.environ.get("REDIS_COOLDOWN", "5"))
+# Rate-limit counters live in their own database of the cache's Redis, so flushing or evicting
+# the cache never resets a limit (and never the other way round).
+REDIS_RATELIMIT_DB = env_int("REDIS_RATELIMIT_DB", 2)
+
+# Cached API responses need a cache every web process shares: with the local-memory cache of
+# the embedded default, one gunicorn worker could serve a list another worker just changed.
+TODO_RESPONSE_CACHE = env_bool("TODO_RESPONSE_CACHE", bool(REDIS_URL))
+# A minute: entries of an old generation are unreachable at once; the TTL only bounds memory
+# and how long an entry survives a bump lost while Redis was unreachable.
+TODO_RESPONSE_CACHE_TTL = env_int("TODO_RESPONSE_CACHE_TTL", 60)
+
+# "N/second", "N/minute", "N/hour" or "off"; counted in Redis, shared by every replica.
+RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "1200/minute")
+RATE_LIMIT_IP = os.environ.get("RATE_LIMIT_IP", "3000/minute")
+# Sign-up and token endpoints, per client IP: a password-guessing guard.
+RATE_LIMIT_AUTH = os.environ.get("RATE_LIMIT_AUTH", "20/minute")
 
 # --- Password hashing and validation -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -232,7 +314,8 @@ CORS_PREFLIGHT_MAX_AGE = 86_400
 # --- Django REST framework ---------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Reads the token from the primary: see todos/authentication.py.
+        "todos.authentication.PrimaryTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -258,12 +341,130 @@ SPECTACULAR_SETTINGS = {
 TODO_PAGE_SIZE = env_int("TODO_PAGE_SIZE", 100)
 TODO_MAX_PAGE_SIZE = env_int("TODO_MAX_PAGE_SIZE", 1000)
 
-# --- Celery ------------------------------------------------------------------------------------
+# --- Celery: deferred work (README "Deferred work") --------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# Task results record failures only (below), in a Redis database of their own.
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
+
+
+def redis_database(url: str) -> tuple[str, int] | None:
+    """(host:port, database number) of a redis:// URL, or None for any other URL."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        return None
+    path = parsed.path.strip("/")
+    return parsed.netloc.rsplit("@", 1)[-1], int(path) if path.isdigit() else 0
+
+
+# Cache, broker and results never share one Redis database: a full cache evicts keys, and a
+# queued task or a failure record must never be the key it evicts.
+_redis_users = {
+    name: redis_database(url)
+    for name, url in (
+        ("REDIS_URL", REDIS_URL),
+        ("CELERY_BROKER_URL", CELERY_BROKER_URL),
+        ("CELERY_RESULT_BACKEND", CELERY_RESULT_BACKEND or ""),
+    )
+    if redis_database(url)
+}
+if len(set(_redis_users.values())) < len(_redis_users):
+    raise ImproperlyConfigured(
+        f"{', '.join(_redis_users)} must each use a Redis database of their own"
+    )
+
 # No broker configured: run tasks in-process so the embedded default works with one command.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Task modules, imported by name in every process (tasks/apps.py): autodiscovery looks only for
+# `<app>.tasks` modules and would miss tasks/reminders.py and its siblings.
+CELERY_IMPORTS = (
+    "tasks.outbox",
+    "tasks.reminders",
+    "tasks.exports",
+    "tasks.housekeeping",
+    "tasks.stats",
+)
+# JSON only: a message is data; accepting pickle would let anyone who can publish run code.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Acknowledge a message once its task has run, not when a worker takes it: a worker that dies
+# mid-task leaves the message unacknowledged and the broker gives it to another worker
+# (at-least-once delivery; every task is idempotent).
+CELERY_TASK_ACKS_LATE = True
+# ...also when the process running it is killed (OOM killer, SIGKILL, a node lost): requeue
+# instead of recording a failure. tasks/base.py caps redeliveries, so a message that kills
+# every worker it reaches is recorded as failed after a few tries instead of looping forever.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A worker process reserves one message at a time: exports run for seconds to minutes, and a
+# message prefetched behind one would wait while other workers sit idle.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# When the broker connection drops, running acks_late tasks are cancelled: the broker has
+# already requeued their messages, so finishing them would only run them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Time limits for every task that sets none of its own (exports do): the soft one raises inside
+# the task so it can record the failure, the hard one kills a process that ignores it. The
+# reminder scan and the relay take well under a second; a minute means something is stuck.
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+# A worker process is replaced after this many tasks, so memory an export left fragmented (or a
+# slow leak) is given back.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 200
+# The worker keeps trying to reach the broker at start-up (a pod may start before RabbitMQ).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Seconds to open a broker connection: milliseconds on a LAN; a broker that takes longer is
+# treated as down, so a publish after a request's commit never holds the request for long.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+if CELERY_BROKER_URL.startswith(("redis", "rediss")):
+    # A Redis broker redelivers an unacknowledged message only after this many seconds; it must
+    # outlast the longest task (an export's 10-minute hard limit) or that task runs twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
+else:
+    # RabbitMQ publisher confirms: a publish returns only once the broker has the message, so
+    # the outbox marks a row sent only after that.
+    # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# Only failures are stored, for operators (`AsyncResult(id).state`); status a client sees lives
+# in Postgres (exports). A day is long enough to look one up after an alert.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_STORE_ERRORS_EVEN_IF_IGNORED = True
+CELERY_RESULT_EXPIRES = 24 * 60 * 60
+# Run by exactly one `celery beat` per deployment. `expires`: a scan still queued when the next
+# one is due is dropped, so a backlog never piles up copies of it.
+CELERY_BEAT_SCHEDULE = {
+    "reminders-scan": {
+        "task": "tasks.reminders.reminders_scan_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "outbox-relay": {
+        # A safety net behind the relay process (tasks/outbox.py explains both).
+        "task": "tasks.outbox.outbox_relay_task",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    "housekeeping-purge": {
+        "task": "tasks.housekeeping.housekeeping_purge_task",
+        "schedule": 60.0 * 60,
+        "options": {"expires": 55 * 60},
+    },
+}
+
+# --- Email (due-date reminders) ----------------------------------------------------------------
+# The console backend prints mails to the worker's log; production sets the SMTP backend.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None
+# Seconds: a mail server that does not answer fails the send, and the reminder is tried again at
+# the next scan, instead of holding a worker (and the todo's row lock) indefinitely.
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo Scale <todo-scale@localhost>")
+# A todo with `due_at` is reminded once, this long before it comes due.
+REMINDER_LEAD = timedelta(seconds=env_int("REMINDER_LEAD_SECONDS", 60 * 60))
 
 # --- Logging: one line per record on stdout, collected by the platform ------------------------
 LOGGING = {

@@ -33,3 +33,56 @@ def api(user) -> APIClient:
 @pytest.fixture
 def other_api(other_user) -> APIClient:
     return api_client_for(other_user)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_redis():
+    """Each test starts with an empty cache and rate-limit database and a closed breaker: the
+    database is rolled back between tests, so cached answers must not outlive it."""
+    import redis
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    from config.redis_breaker import breaker
+
+    get_redis_connection("default").flushdb()
+    server = settings.REDIS_URL.rsplit("/", 1)[0]
+    with redis.Redis.from_url(f"{server}/{settings.REDIS_RATELIMIT_DB}") as limits:
+        limits.flushdb()
+    breaker.reset()
+
+
+@pytest.fixture(autouse=True)
+def _replica_reads_only_where_allowed(request):
+    """Reads go to a replica only in tests that list it in `django_db(databases=...)`.
+
+    Django refuses queries to databases a test did not ask for, so a transactional test that
+    names only `default` reads from the primary, as without replicas. Each test also starts
+    with every replica in rotation and no cool-down left over from another test.
+    """
+    from django.db import DEFAULT_DB_ALIAS
+    from pytest_django.fixtures import validate_django_db
+
+    from config.replica_health import replica_health
+
+    marker = request.node.get_closest_marker("django_db")
+    databases = validate_django_db(marker)[2] if marker else None
+    health = replica_health()
+    health.reset()
+    if databases != "__all__":
+        allowed = set(databases or [DEFAULT_DB_ALIAS])
+        health.aliases = [alias for alias in health.configured if alias in allowed]
+    yield
+    health.aliases = list(health.configured)
+    health.reset()
+
+
+@pytest.fixture
+def routing_guard():
+    """Fail the test on a write reaching a replica, or a read reaching the primary where the
+    router chose a replica (config/routing_guard.py)."""
+    from config.routing_guard import routing_guard as guard
+
+    with guard() as problems:
+        yield problems
+    assert problems == [], problems

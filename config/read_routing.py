@@ -1,0 +1,205 @@
+"""Which database a web request reads from, decided once per request.
+
+`ReadReplicaMiddleware` opens a `RequestRouting` for each request (in a contextvar, so it works
+for gunicorn's sync workers and for threads alike). The router asks it for the read alias:
+
+- no signed-in user known yet (anonymous, sign-up, the token lookup itself): the primary;
+- inside `transaction.atomic`, or after the request wrote: the primary;
+- otherwise, once per request, a standby that is up and has replayed the user's last write
+  (config/sticking.py), picked at random; the same one for the rest of the request. If none
+  qualifies, or the marks cannot be read, the primary.
+
+DRF authenticates inside the view, so the user is known only from then on: the routing looks at
+the user DRF set on the Django request (`request.user`), never forcing a lazy one.
+
+Per request it also wraps the connections' execute: on the primary it notices writes (any
+statement but a SELECT and transaction control), so that the user's mark is recorded once the
+request's work has committed; on a standby it counts reads and, when a query fails with a
+connection error, takes the standby out and runs the same query on the primary, handing its
+rows to the caller, so a standby failing mid-request never fails the request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import logging
+import random
+from dataclasses import dataclass
+
+from django.core.exceptions import MiddlewareNotUsed
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject, empty
+
+from config import sticking
+from config.replica_health import DB_READS, REPLICA_FALLBACKS, replica_aliases, replica_health
+
+logger = logging.getLogger(__name__)
+
+# Statements that neither change rows nor need a mark: reads, and the transaction control Django
+# sends around them.
+_READ_PREFIXES = ("SELECT", "SHOW")
+_CONTROL_PREFIXES = ("SAVEPOINT", "RELEASE", "ROLLBACK", "SET ", "BEGIN", "COMMIT")
+
+
+def is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper().startswith(_READ_PREFIXES)
+
+
+def is_write(sql: str) -> bool:
+    """Anything that may change data; a `WITH` query counts, as it may hold an INSERT."""
+    head = sql.lstrip()[:9].upper()
+    return not head.startswith(_READ_PREFIXES + _CONTROL_PREFIXES)
+
+
+def authenticated_user_id(request: HttpRequest) -> int | None:
+    """The signed-in user's id if authentication has already run for `request`, else None."""
+    user = request.__dict__.get("user")
+    if isinstance(user, SimpleLazyObject):
+        # AuthenticationMiddleware's lazy session user: evaluating it here would query the
+        # session store from inside the router.
+        user = user._wrapped
+        if user is empty:
+            return None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk
+
+
+@dataclass
+class RequestRouting:
+    """The read-routing state of one request."""
+
+    request: HttpRequest
+    alias: str | None = None
+    wrote: bool = False
+
+    def read_alias(self) -> str:
+        if self.wrote or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            return DEFAULT_DB_ALIAS
+        if self.alias is None:
+            user_id = authenticated_user_id(self.request)
+            if user_id is None:
+                return DEFAULT_DB_ALIAS
+            self.alias = choose_read_alias(user_id)
+        return self.alias
+
+    # --- execute wrappers -------------------------------------------------------------------
+    def watch_primary(self, execute, sql, params, many, context):
+        if is_read(sql):
+            DB_READS.labels(DEFAULT_DB_ALIAS).inc()
+        elif is_write(sql):
+            self.wrote = True
+        return execute(sql, params, many, context)
+
+    def fail_over(self, execute, sql, params, many, context):
+        alias = context["connection"].alias
+        try:
+            result = execute(sql, params, many, context)
+        except (OperationalError, InterfaceError) as exc:
+            replica_health().trip(alias, "error", exc)
+            REPLICA_FALLBACKS.labels("replica_error").inc()
+            self.alias = DEFAULT_DB_ALIAS
+            return _run_on_primary(sql, params, many, context)
+        DB_READS.labels(alias).inc()
+        return result
+
+
+def _run_on_primary(sql, params, many, context):
+    """Run a query that failed on a standby on the primary, in the caller's cursor.
+
+    The caller (Django's SQL compiler) fetches the rows from the cursor it executed on, so that
+    cursor is pointed at the primary's driver cursor holding the result.
+    """
+    primary_cursor = connections[DEFAULT_DB_ALIAS].cursor()
+    if many:
+        result = primary_cursor.executemany(sql, params)
+    else:
+        result = primary_cursor.execute(sql, params)
+    context["cursor"].cursor = primary_cursor.cursor
+    return result
+
+
+_current: contextvars.ContextVar[RequestRouting | None] = contextvars.ContextVar(
+    "read_routing", default=None
+)
+
+
+def current_routing() -> RequestRouting | None:
+    return _current.get()
+
+
+@contextlib.contextmanager
+def routing_for(request: HttpRequest):
+    """Route the reads made inside the block as for `request`; yields its RequestRouting."""
+    routing = RequestRouting(request)
+    token = _current.set(routing)
+    try:
+        with contextlib.ExitStack() as wrappers:
+            wrappers.enter_context(
+                connections[DEFAULT_DB_ALIAS].execute_wrapper(routing.watch_primary)
+            )
+            for alias in replica_aliases():
+                wrappers.enter_context(connections[alias].execute_wrapper(routing.fail_over))
+            yield routing
+    finally:
+        _current.reset(token)
+
+
+def read_alias() -> str:
+    """The alias for a read now: the request's choice, or the primary outside a request.
+
+    Work outside a request (management commands, Celery tasks, the shell) does not know whose
+    writes it must see, so it reads from the primary.
+    """
+    routing = _current.get()
+    return DEFAULT_DB_ALIAS if routing is None else routing.read_alias()
+
+
+def choose_read_alias(user_id: int) -> str:
+    """A standby that is up and has replayed `user_id`'s last write, else the primary."""
+    health = replica_health()
+    try:
+        mark = sticking.write_location(user_id)
+    except sticking.MarksUnavailable:
+        REPLICA_FALLBACKS.labels("marks_unavailable").inc()
+        return DEFAULT_DB_ALIAS
+    candidates = health.available()
+    if mark is not None:
+        candidates = [alias for alias in candidates if health.caught_up(alias, mark)]
+        if not candidates and any(health.is_up(alias) for alias in health.aliases):
+            REPLICA_FALLBACKS.labels("not_caught_up").inc()
+            return DEFAULT_DB_ALIAS
+    random.shuffle(candidates)
+    for alias in candidates:
+        if health.connect(alias):
+            return alias
+    REPLICA_FALLBACKS.labels("no_replica").inc()
+    return DEFAULT_DB_ALIAS
+
+
+class ReadReplicaMiddleware:
+    """Route each request's reads (see the module docstring) and stick users who wrote.
+
+    Place it after AuthenticationMiddleware. Not used at all when no replica is configured.
+    """
+
+    def __init__(self, get_response):
+        if not replica_aliases():
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with routing_for(request) as routing:
+            response = self.get_response(request)
+        if routing.wrote:
+            user_id = authenticated_user_id(request)
+            if user_id is not None:
+                # After the commit: a mark taken before it could be older than the write. With
+                # no transaction open (the normal case here) this runs at once.
+                transaction.on_commit(
+                    functools.partial(sticking.stick, user_id), using=DEFAULT_DB_ALIAS
+                )
+        return response

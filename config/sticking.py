@@ -1,0 +1,72 @@
+"""Read-your-writes marks: the primary's WAL position after a user's last write, in the cache.
+
+GitLab's "sticking" (`sticking.rb`), keyed by user: when a request of a user wrote and
+committed, `stick()` stores `pg_current_wal_lsn()` under the user's key for
+`DATABASE_STICKING_TTL` seconds. Every web replica shares the cache (Redis in production), so
+the user's next read, wherever it lands, goes to a standby only if that standby has replayed at
+least this far (config/read_routing.py decides).
+
+The mark is not deleted when the standbys catch up (GitLab's "unstick"): a delete could race
+with the user's next write on another web replica and drop its newer mark. It simply expires;
+a standby that has not replayed what the primary wrote `DATABASE_STICKING_TTL / 2` seconds ago
+is out of rotation anyway (config/replica_health.py), so an expired mark never matters.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError
+
+from config.redis_breaker import redis_call
+from config.replica_health import format_lsn, parse_lsn, primary_write_location
+
+logger = logging.getLogger(__name__)
+
+# Bump the version when the value's format changes, so old marks are simply not found.
+KEY_FORMAT = "db-sticking:v1:user:{user_id}"
+
+
+class MarksUnavailable(Exception):
+    """The cache holding the marks did not answer: the caller must read from the primary."""
+
+
+# What a cache that swallows its errors (django-redis' IGNORE_EXCEPTIONS) returns for any get;
+# a missing key returns the default passed in instead, so the two cannot be confused.
+_UNREACHABLE = None
+_NO_MARK = ""
+
+
+def mark_key(user_id: int) -> str:
+    return KEY_FORMAT.format(user_id=user_id)
+
+
+def stick(user_id: int) -> None:
+    """Record the primary's current position as `user_id`'s last write.
+
+    Call it after the write committed. If the cache cannot take it, the failure is logged and
+    counted (the cache breaker): while the cache is down every read goes to the primary anyway.
+    """
+    try:
+        position = primary_write_location()
+    except DatabaseError:
+        logger.warning("could not read the primary's WAL position for user %s", user_id)
+        return
+    redis_call(
+        "lsn_mark_set",
+        lambda: cache.set(
+            mark_key(user_id), format_lsn(position), timeout=settings.DATABASE_STICKING_TTL
+        ),
+        None,
+    )
+
+
+def write_location(user_id: int) -> int | None:
+    """The position the user's reads must see, or None if they wrote nothing recently.
+
+    Raises MarksUnavailable when the cache cannot answer: correctness before speed.
+    """
+    value = redis_call("lsn_mark_get", lambda: cache.get(mark_key(user_id), _NO_MARK), _UNREACHABLE)
+    if value is _UNREACHABLE:
+        raise MarksUnavailable
+    return parse_lsn(value) if value else None
