@@ -1,4 +1,8 @@
-"""WSGI entry point for gunicorn (`config.wsgi:application`)."""
+"""WSGI entry point for gunicorn (`config.wsgi:application`).
+
+Django's handler sits behind the gateway (config/gateway.py), which answers rate-limited
+requests and cached reads itself.
+"""
 
 import os
 
@@ -6,4 +10,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from config.gateway import Gateway  # noqa: E402  (needs the settings configured above)
+
+application = Gateway(django_application)

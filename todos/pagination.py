@@ -77,11 +77,12 @@ def parse_limit(raw: str | None) -> int:
     return limit
 
 
-def encode_cursor(ordering: Ordering, row) -> str:
-    value = getattr(row, ordering.key)
+def encode_cursor(ordering: Ordering, row: dict) -> str:
+    """The cursor after `row` (a `.values()` dictionary) in `ordering`."""
+    value = row[ordering.key]
     if isinstance(value, datetime):
         value = value.isoformat()
-    payload = json.dumps({"o": ordering.param, "v": value, "i": row.pk}, separators=(",", ":"))
+    payload = json.dumps({"o": ordering.param, "v": value, "i": row["id"]}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -118,7 +119,7 @@ def decode_cursor(raw: str, ordering: Ordering) -> tuple:
 
 
 class KeysetPagination:
-    """Pages a queryset by (ordering key, id); renders the next page as a `Link` header."""
+    """Pages a `.values()` queryset by (ordering key, id); the next page is a `Link` header."""
 
     def paginate(self, queryset: QuerySet, request: Request) -> list:
         params = request.query_params

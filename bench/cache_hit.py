@@ -1,0 +1,232 @@
+"""Benchmark: the cached list (gateway hit) against the uncached list, on one box, in one run.
+
+Starts a private Postgres and Redis (deploy/local), migrates, seeds one user with 100 todos,
+then serves `GET /api/todos` (100 todos) from gunicorn three ways and loads each with wrk:
+- hit: the gateway answers from Redis (one round trip, no Django);
+- miss: the response cache is off, so every request renders from Postgres through DRF;
+- ceiling: nginx serving the same bytes from a file (what the machine can do at best).
+Reports requests/s and the server's CPU per request (user+system time of the gunicorn processes
+divided by requests served), which is steadier than throughput on a shared machine. Results go to
+bench/results/cache.md. Run with `make bench` or `.venv/bin/python -m bench.cache_hit`.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from deploy.local.ports import free_port
+from deploy.local.postgres import start_cluster
+from deploy.local.redis import start_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def project_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY="benchmark-secret-key-not-for-production",
+        # The benchmark measures serving, not throttling.
+        RATE_LIMIT_USER="off",
+        RATE_LIMIT_IP="off",
+        **extra,
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of processes, from /proc (clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True
+    ).stdout.split()
+    return [pid, *map(int, children)]
+
+
+def wrk(url: str, token: str | None, seconds: int, connections: int) -> dict:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if token:
+        command[1:1] = ["-H", f"Authorization: Token {token}"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": requests,
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+        "p50": re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1),
+        "p99": re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1),
+    }
+
+
+def serve(env: dict, port: int, workers: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+         "-b", f"127.0.0.1:{port}", "--max-requests", "0", "config.wsgi:application"],
+        # No worker recycling here: a recycled worker takes its CPU time with it.
+        cwd=ROOT, env={**env, "WEB_CONCURRENCY": str(workers)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.1)
+
+
+def measure(name, url, token, pids_of, seconds, connections) -> dict:
+    wrk(url, token, 2, connections)  # warm: connections, caches, the first fill
+    before = cpu_seconds(pids_of())
+    result = wrk(url, token, seconds, connections)
+    result["cpu_ms_per_request"] = (cpu_seconds(pids_of()) - before) * 1000 / result["requests"]
+    result["name"] = name
+    return result
+
+
+def nginx_ceiling(body: bytes, seconds: int, connections: int) -> dict | None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        root.chmod(0o755)  # nginx's workers run as an unprivileged user
+        (root / "todos.json").write_bytes(body)
+        (root / "todos.json").chmod(0o644)
+        port = free_port()
+        (root / "nginx.conf").write_text(
+            f"worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;"
+            f"daemon off; events {{ worker_connections 1024; }}"
+            f"http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {root};"
+            f"location / {{ default_type application/json; try_files /todos.json =404; }} }} }}"
+        )
+        process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")])
+        try:
+            time.sleep(0.5)
+            pids = lambda: process_tree(process.pid)  # noqa: E731
+            return measure(
+                "nginx static file (ceiling)",
+                f"http://127.0.0.1:{port}/",
+                None,
+                pids,
+                seconds,
+                connections,
+            )
+        finally:
+            process.terminate()
+            process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=3)
+    args = parser.parse_args()
+
+    cluster = start_cluster(replicas=0)
+    redis_server = start_redis()
+    try:
+        cluster.create_database("bench")
+        base = project_env(DATABASE_URL=cluster.url(dbname="bench"))
+        manage(base, "migrate", "--noinput")
+        token = manage(base, "create_api_user", "bench")
+        manage(base, "shell", "-c", (
+            "from django.contrib.auth.models import User; from todos.models import Todo;"
+            "u = User.objects.get(username='bench');"
+            "Todo.objects.bulk_create(Todo(owner=u, title=f'todo {i}', order=i) "
+            "for i in range(100))"
+        ))  # fmt: skip
+        results = []
+        for name, extra in (
+            ("gateway hit (Redis, no Django)", {"REDIS_URL": f"{redis_server.url}/0"}),
+            ("miss path (DRF + Postgres, cache off)", {"TODO_RESPONSE_CACHE": "false"}),
+        ):
+            port = free_port()
+            process = serve({**base, **extra}, port, args.workers)
+            try:
+                url = f"http://127.0.0.1:{port}/api/todos"
+                results.append(
+                    measure(
+                        name,
+                        url,
+                        token,
+                        lambda process=process: process_tree(process.pid),
+                        args.seconds,
+                        args.connections,
+                    )
+                )
+                body = urllib.request.urlopen(
+                    urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
+                ).read()
+            finally:
+                process.terminate()
+                process.wait()
+        ceiling = nginx_ceiling(body, args.seconds, args.connections)
+        if ceiling:
+            results.append(ceiling)
+    finally:
+        redis_server.close()
+        cluster.stop()
+
+    hit, miss = results[0], results[1]
+    lines = [
+        "# Cached list vs uncached list",
+        "",
+        f"`GET /api/todos` (100 todos, {len(body)} bytes), gunicorn sync x{args.workers}, "
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s on the same 2-core box, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}.",
+        "",
+        "| path | req/s | server CPU ms/request | p50 | p99 | non-2xx |",
+        "| --- | ---: | ---: | --- | --- | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['name']} | {r['rps']:.0f} | {r['cpu_ms_per_request']:.3f} | {r['p50']} "
+            f"| {r['p99']} | {r['errors']} |"
+        )
+    lines += [
+        "",
+        f"Hit path vs miss path: {hit['rps'] / miss['rps']:.2f}x the throughput, "
+        f"{miss['cpu_ms_per_request'] / hit['cpu_ms_per_request']:.2f}x less CPU per request.",
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cache.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "cache.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The WSGI front of every web replica: rate limits, and cached reads served without Django.
+
+For each request under /api/ it makes one Redis round trip (config/response_cache.gate) that
+counts the request against its rate limits and, for a GET of the todo list or a todo, resolves
+the token and fetches the caller's cached response. Then:
+- over a limit → 429 with `Retry-After` and `X-RateLimit-*`, before Django or Postgres;
+- a cached response → written out at once: no Django request, no middleware, no DRF, no ORM;
+- otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so the
+  view does not ask Redis again.
+When Redis is unavailable, the breaker skips it and every request goes to Django (rate limits
+fail open, logged and counted).
+"""
+
+import json
+import re
+
+from django.conf import settings
+from prometheus_client import Counter
+
+from config import ratelimit, response_cache
+from config.redis_breaker import redis_call
+from todos.conditional import none_match
+
+# The cacheable reads: the list and one todo, with or without the trailing slash.
+CACHEABLE_PATH = re.compile(r"^/api/todos(/[0-9]{1,18})?/?$")
+
+GATEWAY_RESPONSES = Counter(
+    "todo_scale_gateway_responses",
+    "Requests answered by the gateway itself, by outcome",
+    ["outcome"],
+)
+
+STATUS_TEXT = {200: "200 OK", 304: "304 Not Modified", 429: "429 Too Many Requests"}
+
+
+def bearer_token(environ: dict) -> str | None:
+    """The key of an `Authorization: Token <key>` header, as DRF's TokenAuthentication reads it."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "token" or not key or " " in key.strip():
+        return None
+    return key.strip()
+
+
+def accepts_json(environ: dict) -> bool:
+    """The browsable API (text/html) is rendered by Django; JSON clients may get cached bytes."""
+    accept = environ.get("HTTP_ACCEPT", "")
+    return "text/html" not in accept
+
+
+class Gateway:
+    def __init__(self, application):
+        self.application = application
+        self.static_headers = security_headers()
+        self.rates = ratelimit.rates()
+
+    def __call__(self, environ, start_response):
+        if not environ.get("PATH_INFO", "").startswith("/api/") or not response_cache.enabled():
+            return self.application(environ, start_response)
+        token = bearer_token(environ)
+        signature = None
+        if (
+            environ.get("REQUEST_METHOD") == "GET"
+            and token
+            and CACHEABLE_PATH.match(environ["PATH_INFO"])
+            and accepts_json(environ)
+        ):
+            signature = response_cache.request_signature(environ)
+        digest = response_cache.token_digest(token) if token else None
+        counters = ratelimit.counters_for(environ, digest, self.rates)
+        gate = redis_call(
+            "gate", lambda: response_cache.gate(token, signature, counters), fallback=None
+        )
+        if gate is None:
+            return self.application(environ, start_response)
+        verdict = ratelimit.verdict(counters, gate.counts)
+        if not verdict.allowed:
+            GATEWAY_RESPONSES.labels("rate_limited").inc()
+            body = json.dumps(
+                {"detail": f"Too many requests: try again in {verdict.retry_after} s."}
+            ).encode()
+            return self.respond(start_response, environ, 429, body, verdict.headers)
+        if gate.entry is not None:
+            cached = response_cache.CachedResponse.unpack(gate.entry)
+            headers = [("ETag", cached.etag), ("X-Cache", "hit"), *verdict.headers]
+            if cached.link:
+                headers.append(("Link", f'<{cached.link}>; rel="next"'))
+            if none_match(environ.get("HTTP_IF_NONE_MATCH"), cached.etag):
+                GATEWAY_RESPONSES.labels("not_modified").inc()
+                return self.respond(start_response, environ, 304, b"", headers)
+            GATEWAY_RESPONSES.labels("hit").inc()
+            return self.respond(start_response, environ, 200, cached.body, headers)
+        environ["todo_scale.gate"] = gate
+
+        def start_with_limits(status, headers, exc_info=None):
+            return start_response(status, [*headers, *verdict.headers], exc_info)
+
+        return self.application(environ, start_with_limits)
+
+    def respond(self, start_response, environ, status: int, body: bytes, headers: list):
+        headers = [*headers, *self.static_headers, *cors_headers(environ)]
+        if status != 304:
+            headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response(STATUS_TEXT[status], headers)
+        return [body]
+
+
+def security_headers() -> list[tuple[str, str]]:
+    """The headers Django's middleware adds to an API response, for responses made here."""
+    headers = [("Vary", "Accept, Origin"), ("X-Content-Type-Options", "nosniff")]
+    if settings.X_FRAME_OPTIONS:
+        headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS))
+    if settings.SECURE_REFERRER_POLICY:
+        headers.append(("Referrer-Policy", settings.SECURE_REFERRER_POLICY))
+    if settings.SECURE_HSTS_SECONDS:
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts += "; preload"
+        headers.append(("Strict-Transport-Security", hsts))
+    return headers
+
+
+def cors_headers(environ: dict) -> list[tuple[str, str]]:
+    """What django-cors-headers would add to this response, for an allowed Origin."""
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin:
+        return []
+    if settings.CORS_ALLOW_ALL_ORIGINS:
+        allowed = "*"
+    elif origin in settings.CORS_ALLOWED_ORIGINS:
+        allowed = origin
+    else:
+        return []
+    return [
+        ("Access-Control-Allow-Origin", allowed),
+        ("Access-Control-Expose-Headers", ", ".join(settings.CORS_EXPOSE_HEADERS)),
+    ]

@@ -1,0 +1,228 @@
+"""Cached API responses in Redis, keyed by user and generation, and the one-round-trip gate.
+
+Keys (all under the cache's key prefix, in the cache database):
+- `tok:<token digest>` → user id. Filled after a request authenticated by that token; deleted
+  the moment the token is deleted or its user deactivated. Unknown tokens are never stored.
+- `gen:<user id>` → the user's generation. Every write to the user's todos moves it on commit
+  (todos/cache.py). No TTL: with `maxmemory-policy volatile-lru` it is never evicted, and when
+  it is missing nothing is served for that user until a fresh, never-used value is set.
+- `resp:<user id>:<generation>:<request signature>` → the rendered response (ETag, Link, body),
+  with a TTL. A bump makes every entry of the old generation unreachable at once.
+Rate-limit counters live in another database (`REDIS_RATELIMIT_DB`).
+
+`gate()` runs one Lua script: resolve the token, read the generation, fetch the entry, and
+increment the rate-limit counters — a cache hit costs exactly one round trip to Redis.
+"""
+
+import functools
+import hashlib
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+
+from config.redis_breaker import redis_call
+
+# Lua: one round trip for the whole hit path. Keys are built inside because the user id is only
+# known after the token lookup (fine on a single Redis; a Redis Cluster would need hash tags).
+# SELECT inside a script is undone when the script returns on Redis >= 7; the script switches
+# back itself for older servers.
+GATE_SCRIPT = """
+local prefix, cache_db, limit_db = ARGV[1], ARGV[2], ARGV[3]
+local digest, signature = ARGV[4], ARGV[5]
+local uid, gen, entry = false, false, false
+if digest ~= '' then
+  uid = redis.call('GET', prefix .. 'tok:' .. digest)
+  if uid then
+    gen = redis.call('GET', prefix .. 'gen:' .. uid)
+    if gen and signature ~= '' then
+      entry = redis.call('GET', prefix .. 'resp:' .. uid .. ':' .. gen .. ':' .. signature)
+    end
+  end
+end
+local counts = {}
+if #ARGV > 5 then
+  redis.call('SELECT', limit_db)
+  for i = 6, #ARGV, 2 do
+    local n = redis.call('INCR', ARGV[i])
+    if n == 1 then redis.call('EXPIRE', ARGV[i], ARGV[i + 1]) end
+    counts[#counts + 1] = n
+  end
+  redis.call('SELECT', cache_db)
+end
+return {uid, gen, entry, counts}
+"""
+
+# Entry layout: ETag, Link, then the body, split by NUL (which JSON text never contains raw).
+SEPARATOR = b"\x00"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What Redis knew about a request: its user, their generation, a cached entry, counts."""
+
+    user_id: int | None
+    generation: str | None
+    entry: bytes | None
+    counts: list[int]
+
+
+@dataclass(frozen=True)
+class CachedResponse:
+    etag: str
+    link: str
+    body: bytes
+
+    def pack(self) -> bytes:
+        return SEPARATOR.join((self.etag.encode(), self.link.encode(), self.body))
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "CachedResponse":
+        etag, link, body = raw.split(SEPARATOR, 2)
+        return cls(etag.decode(), link.decode(), body)
+
+
+def enabled() -> bool:
+    return settings.TODO_RESPONSE_CACHE
+
+
+@functools.cache
+def _gate_script(client):
+    """The gate as a registered script: EVALSHA sends its hash, not its text, each time (and
+    reloads it by itself after a Redis restart)."""
+    return client.register_script(GATE_SCRIPT)
+
+
+def _client():
+    from django_redis import get_redis_connection
+
+    return get_redis_connection("default")
+
+
+def _prefix() -> str:
+    """The cache's key prefix and version, so raw keys match `cache.get` keys."""
+    return cache.make_key("")
+
+
+def token_digest(token: str) -> str:
+    """A token is a credential: Redis holds only its hash."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def request_signature(environ: dict) -> str:
+    """Everything the rendered bytes depend on besides the user and the data.
+
+    The path without its trailing slash, the query (order-insensitive) and what decides the
+    absolute URLs in the body: the host and scheme as the client and the proxy sent them.
+    """
+    query = "&".join(sorted(environ.get("QUERY_STRING", "").split("&")))
+    parts = (
+        environ.get("PATH_INFO", "").rstrip("/"),
+        query,
+        environ.get("HTTP_HOST", ""),
+        environ.get("HTTP_X_FORWARDED_HOST", ""),
+        environ.get("HTTP_X_FORWARDED_PROTO", ""),
+        environ.get("wsgi.url_scheme", ""),
+    )
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def gate(token: str | None, signature: str | None, counters: list) -> GateResult:
+    """Resolve the token, fetch the cached entry, count the request: one round trip."""
+    client = _client()
+    cache_db = client.connection_pool.connection_kwargs.get("db", 0)
+    argv = [
+        _prefix(),
+        cache_db,
+        settings.REDIS_RATELIMIT_DB,
+        token_digest(token) if token else "",
+        signature or "",
+    ]
+    for counter in counters:
+        argv += [counter.key, counter.rate.window]
+    uid, gen, entry, counts = _gate_script(client)(keys=[], args=argv, client=client)
+    return GateResult(
+        user_id=int(uid) if uid else None,
+        generation=gen.decode() if gen else None,
+        entry=entry or None,
+        counts=[int(count) for count in counts],
+    )
+
+
+def token_remember(token: str, user_id: int) -> None:
+    """Let the gate resolve `token` to `user_id` (after Django authenticated it)."""
+    # A day: a token's mapping to its user never changes; revocation deletes it explicitly.
+    key = f"tok:{token_digest(token)}"
+    redis_call("token_remember", lambda: _set_raw(key, user_id, 86_400), None)
+
+
+def token_forget(token: str) -> None:
+    redis_call("token_forget", lambda: cache.delete(f"tok:{token_digest(token)}"), None)
+
+
+def _set_raw(key: str, value, ttl: int) -> None:
+    # Plain values, not django-redis's pickles, so the Lua script can read them.
+    _client().set(cache.make_key(key), value, ex=ttl)
+
+
+def generation_get(user_id: int) -> str | None:
+    """The user's current generation, or None when Redis is unavailable."""
+    key = cache.make_key(f"gen:{user_id}")
+    raw = redis_call("generation_get", lambda: _client().get(key), b"")
+    if raw is None:
+        return generation_start(user_id)
+    return raw.decode() if raw else None
+
+
+def generation_start(user_id: int) -> str | None:
+    """Give a user without a generation one that was never used: microseconds since the epoch.
+
+    Entries of any earlier generation (before an eviction or a flush) then stay unreachable.
+    """
+    key = cache.make_key(f"gen:{user_id}")
+    fresh = time.time_ns() // 1000
+
+    def start() -> str:
+        client = _client()
+        client.set(key, fresh, nx=True)
+        value = client.get(key)
+        return value.decode() if value else str(fresh)
+
+    return redis_call("generation_start", start, None)
+
+
+def generation_bump(user_id: int) -> None:
+    """Move the user to a new generation. Without one yet, start a fresh one."""
+    key = cache.make_key(f"gen:{user_id}")
+
+    def bump() -> None:
+        client = _client()
+        if not client.exists(key):
+            generation_start(user_id)
+        client.incr(key)
+
+    redis_call("generation_bump", bump, None)
+
+
+def response_store(user_id: int, generation: str, signature: str, response: CachedResponse):
+    key = cache.make_key(f"resp:{user_id}:{generation}:{signature}")
+    ttl = settings.TODO_RESPONSE_CACHE_TTL
+    redis_call("response_store", lambda: _client().set(key, response.pack(), ex=ttl), None)
+
+
+def response_get(user_id: int, generation: str, signature: str) -> CachedResponse | None:
+    key = cache.make_key(f"resp:{user_id}:{generation}:{signature}")
+    raw = redis_call("response_get", lambda: _client().get(key), None)
+    return CachedResponse.unpack(raw) if raw else None
+
+
+def fill_lock(user_id: int, generation: str, signature: str) -> bool:
+    """Claim the right to compute this entry; the stampede guard for concurrent misses.
+
+    Two seconds: longer than any list computation takes, so the lock holder normally finishes
+    first; short enough that a crashed holder delays the others only briefly.
+    """
+    key = cache.make_key(f"fill:{user_id}:{generation}:{signature}")
+    claimed = redis_call("fill_lock", lambda: _client().set(key, 1, nx=True, px=2000), True)
+    return bool(claimed)

@@ -1,0 +1,38 @@
+"""The read paths' row-based rendering matches TodoSerializer, field for field."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from tests.factories import TodoFactory
+from todos.models import Todo
+from todos.representation import todo_representation, todo_rows
+from todos.serializers import TodoSerializer
+
+pytestmark = pytest.mark.django_db
+
+PREFIX = "https://api.example.com/api/todos/"
+
+
+def test_rows_render_exactly_like_the_serializer(user):
+    # given: the value shapes that trip up date handling: none, whole seconds, microseconds,
+    # another time zone, and text that needs escaping
+    TodoFactory(owner=user, title='quote " and ünïcode', order=None, due_at=None)
+    TodoFactory(owner=user, order=-5, due_at=datetime(2030, 1, 1, tzinfo=UTC), completed=True)
+    TodoFactory(
+        owner=user,
+        order=2**31 - 1,
+        due_at=datetime(2031, 6, 30, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=5))),
+    )
+    Todo.objects.filter(order=-5).update(created_at=datetime(2029, 1, 1, 0, 0, 0, tzinfo=UTC))
+
+    # when
+    fast = [todo_representation(row, PREFIX) for row in todo_rows(Todo.objects.order_by("id"))]
+    reference = TodoSerializer(
+        Todo.objects.order_by("id"), many=True, context={"todo_url_prefix": PREFIX}
+    ).data
+
+    # then
+    assert fast == [dict(item) for item in reference]
+    assert fast[1]["created_at"] == "2029-01-01T00:00:00Z"
+    assert fast[2]["due_at"] == "2031-06-30T18:59:59.123456Z"
