@@ -1,1 +1,5 @@
-"""Celery tasks, one module per topic; each task loads by id and calls a service in todos/."""
+"""Celery tasks, one module per topic; each task takes ids, loads, and calls a service in todos/.
+
+Also a Django app (tasks/apps.py), so that every process registers the same tasks and the
+outbox relay hears about committed outbox rows.
+"""

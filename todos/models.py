@@ -1,4 +1,7 @@
-"""The Todo model: one row per item, always owned by one user."""
+"""The Todo model: one row per item, always owned by one user; and the rows of deferred work
+(outbox, exports, statistics) that hang off it."""
+
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -73,3 +76,155 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.owner_id}:{self.key}"
+
+
+class OutboxMessage(models.Model):
+    """A task to publish once the transaction that wrote this row has committed.
+
+    A service writes it in the same transaction as the data the task is about, so the task
+    exists exactly when the data does; tasks/outbox.py publishes unsent rows to the broker and
+    only then marks them sent.
+    """
+
+    # A dotted task name, never an import: the domain does not depend on Celery.
+    task_name = models.CharField(max_length=200)
+    kwargs = models.JSONField(default=dict)
+    # The published task's id, the same each time the row is published: a row the broker took
+    # but that was not marked sent (a crash in between) goes out again as the same task.
+    task_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Failed publishes (broker down), and the last error, for operators.
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("id",)
+        indexes = [
+            # The relay's scan: unsent rows, oldest first. Partial, so it holds only the backlog
+            # (usually empty), not every row ever sent.
+            models.Index(
+                fields=["id"], name="outbox_unsent", condition=models.Q(sent_at__isnull=True)
+            ),
+            # Housekeeping deletes rows sent more than a week ago.
+            models.Index(
+                fields=["sent_at"], name="outbox_sent", condition=models.Q(sent_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.task_id}"
+
+
+class Export(models.Model):
+    """A user's todos written to one file (JSON or CSV) by a worker, stored in `ExportChunk`s.
+
+    The file lives in Postgres, not on a worker's disk, so any web replica can serve it.
+    """
+
+    class Format(models.TextChoices):
+        JSON = "json"
+        CSV = "csv"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exports"
+    )
+    format = models.CharField(max_length=8, choices=Format.choices)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # The absolute URL prefix of todos as the requesting client saw them (host, scheme), so the
+    # file's `url` fields are those the API gave that client.
+    todo_url_prefix = models.CharField(max_length=2048)
+    todo_count = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = [
+            # Housekeeping deletes exports older than a week, and fails ones stuck running.
+            # A user's export is always fetched by primary key (then checked for its owner).
+            models.Index(fields=["created_at"], name="export_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.format}, {self.status})"
+
+
+class ExportChunk(models.Model):
+    """One piece of an export's file; the file is the chunks' `data` concatenated by `index`."""
+
+    export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("export", "index")
+        constraints = [
+            # Also the index the download reads an export's chunks in order with.
+            models.UniqueConstraint(fields=["export", "index"], name="export_chunk_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.export_id} chunk {self.index}"
+
+
+class UserStats(models.Model):
+    """A user's completion statistics, recomputed from their todos by a task (`GET /api/stats`)."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="todo_stats"
+    )
+    total = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("owner_id",)
+        # `GET /api/stats` reads by owner: the one-to-one's unique index serves it.
+        verbose_name_plural = "user stats"
+
+    def __str__(self) -> str:
+        return f"stats of {self.owner_id}"
+
+
+class TaskDelivery(models.Model):
+    """How many times workers started one task message (a task id at one retry count).
+
+    A message that kills the worker running it is redelivered (acks_late); this count lets
+    tasks/base.py give up on it after a few deliveries instead of looping forever.
+    """
+
+    task_id = models.CharField(max_length=255)
+    retries = models.PositiveIntegerField()
+    deliveries = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        constraints = [
+            # The upsert that counts a delivery conflicts on it.
+            models.UniqueConstraint(fields=["task_id", "retries"], name="task_delivery_once")
+        ]
+        indexes = [
+            # Housekeeping deletes counts older than a week.
+            models.Index(fields=["created_at"], name="task_delivery_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id}#{self.retries}: {self.deliveries}"

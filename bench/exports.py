@@ -1,0 +1,185 @@
+"""Benchmark: exports of 100,000 todos by a real worker, wall time and the worker's peak memory.
+
+Starts a private Postgres (no standby) and RabbitMQ (deploy/local, as the tests do), migrates and
+seeds one user with `--todos` todos. Then, for each format and round, it starts a fresh
+`celery -A config worker` (prefork, one child process, as deployed), asks for an export exactly as
+`POST /api/exports` does (the service; the outbox fast path publishes it after the commit) and
+waits until it is done. Reported per run:
+- wall: from the export's creation (the request's commit) to `done`: publishing, delivery, build;
+- task: the worker's own time, `started_at` to `finished_at`;
+- the file's size and chunk count;
+- the worker child's peak resident memory (VmHWM in /proc) when idle and after the export.
+Results go to bench/results/exports.md and .json. Run `.venv/bin/python -m bench.exports`.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from deploy.local.postgres import start_cluster
+from deploy.local.rabbitmq import start_rabbitmq
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CREATE_EXPORT = """
+from django.contrib.auth import get_user_model
+from todos import services
+owner = get_user_model().objects.get(username="seed-user-000000")
+export = services.export_create(
+    owner=owner, export_format="{fmt}", todo_url_prefix="http://bench.local/api/todos/"
+)
+print(export.pk)
+"""
+
+
+def project_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        env.pop(name, None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        # A key of its own for each run: the processes and their data live for the run only.
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
+        **extra,
+    )
+    return env
+
+
+def manage(env: dict, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return result.stdout.strip()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def start_worker(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork",
+             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    wait(lambda: b"ready." in log.read_bytes(), 60, "the worker")
+    (child,) = wait(lambda: children(worker.pid), 10, "the worker's child")
+    return worker, child
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def run_export(env: dict, db_url: str, fmt: str, log: Path) -> dict:
+    worker, child = start_worker(env, log)
+    try:
+        idle = vm_hwm_kib(child)
+        export_id = int(
+            manage(env, "shell", "-v", "0", "-c", CREATE_EXPORT.format(fmt=fmt)).split()[-1]
+        )
+        with psycopg.connect(db_url, autocommit=True) as conn:
+
+            def finished():
+                return conn.execute(
+                    "SELECT status, created_at, started_at, finished_at, size_bytes,"
+                    " (SELECT count(*) FROM todos_exportchunk WHERE export_id = e.id)"
+                    " FROM todos_export e WHERE id = %s AND status IN ('done', 'failed')",
+                    [export_id],
+                ).fetchone()
+
+            status, created, started, ended, size, chunks = wait(finished, 600, "the export")
+        peak = vm_hwm_kib(child)
+    finally:
+        stop_worker(worker)
+    if status != "done":
+        raise RuntimeError(f"export {export_id} {status}; see {log}")
+    return {
+        "format": fmt,
+        "wall_s": round((ended - created).total_seconds(), 2),
+        "task_s": round((ended - started).total_seconds(), 2),
+        "size_mb": round(size / 1e6, 1),
+        "chunks": chunks,
+        "worker_idle_peak_rss_mib": round(idle / 1024, 1),
+        "worker_peak_rss_mib": round(peak / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--todos", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-exports-"))
+    cluster = start_cluster(replicas=0)
+    broker = start_rabbitmq()
+    try:
+        env = project_env(DATABASE_URL=cluster.primary_url, CELERY_BROKER_URL=broker.url)
+        manage(env, "migrate", "--noinput")
+        manage(env, "seed_todos", "--users", "1", "--per-user", str(args.todos))
+        runs = [
+            run_export(env, cluster.primary_url, fmt, workdir / f"worker-{fmt}-{i}.log")
+            for i in range(args.rounds)
+            for fmt in ("json", "csv")
+        ]
+    finally:
+        broker.close()
+        cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "exports.json").write_text(
+        json.dumps({"todos": args.todos, "runs": runs}, indent=2) + "\n"
+    )
+    header = ["format", "wall_s", "task_s", "size_mb", "chunks", "worker_idle_peak_rss_mib",
+              "worker_peak_rss_mib"]  # fmt: skip
+    lines = [
+        f"# Export of {args.todos:,} todos by one worker process (`python -m bench.exports`)",
+        "",
+        "wall: creation (the request's commit) to done; task: the worker's build time; RSS: the",
+        "worker child's VmHWM when idle and after the export. 2 cores, everything on one box.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + " --- |" * len(header),
+        *("| " + " | ".join(str(run[key]) for key in header) + " |" for run in runs),
+    ]
+    (RESULTS / "exports.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The base of every task: bounded retries with exponential backoff and jitter, and a cap on
+redeliveries so that a poison message cannot loop forever."""
+
+import logging
+import random
+
+from celery import Task
+from django.db import InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerOperationalError
+
+from todos import services
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryLimitExceeded(Exception):
+    """A message was started more often than its task's `max_deliveries`."""
+
+
+class ReliableTask(Task):
+    """Retry passing failures with backoff; record a message that keeps killing workers as failed.
+
+    Settings give every task acks_late and reject_on_worker_lost: a message is acknowledged only
+    after its task ran, and requeued when the process running it dies. A message that itself
+    kills the process (out of memory on a huge input, a crash in a C extension) would then be
+    redelivered forever; RabbitMQ's classic queues and Redis keep no delivery count, so the
+    task counts its own starts in Postgres (`TaskDelivery`) and gives up after
+    `max_deliveries`, recording the failure like any other.
+    """
+
+    # Worth retrying: the database or the broker was unreachable for a moment. Anything else is
+    # a bug or bad data, and retrying would only repeat it.
+    retry_on = (OperationalError, InterfaceError, BrokerOperationalError)
+    # Five retries waiting about 2, 4, 8, 16 and 32 s (doubling, with jitter): an outage of a
+    # minute or so is ridden out; after that the task is recorded as failed.
+    max_retries = 5
+    retry_backoff = 2.0
+    # No single wait longer than five minutes, however many retries a task allows.
+    retry_backoff_max = 300.0
+    # Starts of one message: a worker lost once (a deploy, a node drained) is normal, and a
+    # twice-published message is normal; a third loss in a row means the message is the cause.
+    max_deliveries = 3
+
+    def __call__(self, *args, **kwargs):
+        if not self.request.is_eager and self.request.id:
+            self._count_delivery()
+        try:
+            return super().__call__(*args, **kwargs)
+        except self.retry_on as exc:
+            raise self.retry(exc=exc, countdown=self.retry_countdown()) from exc
+
+    def retry_countdown(self) -> float:
+        """Seconds before the next try: exponential, capped, with "equal jitter" (half fixed,
+        half random), so workers that failed together do not all come back together."""
+        ceiling = min(self.retry_backoff_max, self.retry_backoff * 2**self.request.retries)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (spreading, not secrecy)
+
+    def _count_delivery(self) -> None:
+        request = self.request
+        try:
+            deliveries = services.task_delivery_count(task_id=request.id, retries=request.retries)
+        except (OperationalError, InterfaceError) as exc:
+            raise self.retry(exc=exc, countdown=self.retry_countdown()) from exc
+        if deliveries > self.max_deliveries:
+            logger.error(
+                "%s[%s] started %d times: giving up on it", self.name, request.id, deliveries
+            )
+            raise DeliveryLimitExceeded(
+                f"{self.name}[{request.id}] was started {deliveries} times "
+                f"(at most {self.max_deliveries})"
+            )

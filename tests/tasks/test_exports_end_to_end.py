@@ -1,0 +1,76 @@
+"""Exports through the real broker and a real worker: 202, then done, then a file equal to what
+the API lists, in JSON and in CSV."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.tasks.conftest import api_todo_list, seed_todos, wait_for
+from todos.models import Export, OutboxMessage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TODOS = 10_000
+
+
+def csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def export_and_download(client, export_format: str) -> tuple[dict, bytes, str]:
+    response = client.post("/api/exports", {"format": export_format}, format="json")
+    assert response.status_code == 202, response.content
+    created = response.json()
+    assert response["Location"] == created["url"]
+    assert created["status"] in {"pending", "running", "done"}
+    # The relay published it right after the commit: nothing waits for a poller.
+    assert OutboxMessage.objects.get(kwargs={"export_id": created["id"]}).sent_at is not None
+
+    wait_for(
+        lambda: Export.objects.filter(pk=created["id"], status__in=["done", "failed"]).exists(),
+        timeout=60,
+        what="the export to finish",
+    )
+    status = client.get(created["url"])
+    assert status.status_code == 200
+    body = status.json()
+    download = client.get(body["download_url"])
+    assert download.status_code == 200
+    content = b"".join(download.streaming_content)
+    assert int(download["Content-Length"]) == len(content)
+    return body, content, download["Content-Type"]
+
+
+def test_json_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
+    seed_todos(owner_api.user, TODOS)
+
+    body, content, content_type = export_and_download(owner_api, "json")
+
+    assert body["status"] == "done"
+    assert body["format"] == "json"
+    assert body["finished_at"] is not None
+    assert content_type == "application/json"
+    exported = json.loads(content)
+    assert len(exported) == TODOS
+    assert exported == api_todo_list(owner_api)
+
+
+def test_csv_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
+    seed_todos(owner_api.user, TODOS)
+
+    body, content, content_type = export_and_download(owner_api, "csv")
+
+    assert body["status"] == "done"
+    assert content_type == "text/csv; charset=utf-8"
+    rows = list(csv.reader(io.StringIO(content.decode(), newline="")))
+    listed = api_todo_list(owner_api)
+    fields = ["id", "url", "title", "completed", "order", "due_at", "created_at", "updated_at"]
+    assert rows[0] == fields
+    assert rows[1:] == [[csv_value(todo[name]) for name in fields] for todo in listed]
+    assert len(rows) == TODOS + 1
