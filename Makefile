@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help venv run test test-fast lint format migrate seed demo-user schema worker beat clean
+.PHONY: help venv run test test-fast bench lint format migrate seed demo-user schema worker beat relay clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ seed: venv ## add seed data: make seed USERS=100 PER_USER=1000
 test: venv ## run the whole test suite (starts its own Postgres, Redis, broker)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: venv ## load benchmarks; tables written to bench/results/
+	$(PY) -m bench.cache_hit
+	$(PY) -m bench.replica_routing
+	$(PY) -m bench.exports
+
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -49,11 +54,14 @@ format: venv ## apply ruff's formatting and safe fixes
 schema: venv ## write the OpenAPI 3 schema to openapi.yaml
 	$(PY) manage.py spectacular --fail-on-warn --file openapi.yaml
 
-worker: venv ## run a Celery worker (needs CELERY_BROKER_URL)
+worker: venv ## run a Celery worker (needs CELERY_BROKER_URL; README "Deferred work")
 	$(VENV)/bin/celery -A config worker --loglevel INFO
 
-beat: venv ## run Celery beat, exactly one per deployment
-	$(VENV)/bin/celery -A config beat --loglevel INFO
+beat: venv ## run Celery beat, exactly one per deployment (reminders, relay, housekeeping)
+	$(VENV)/bin/celery -A config beat --loglevel INFO --schedule "$${TMPDIR:-/tmp}/todo-scale-celerybeat-schedule"
+
+relay: venv ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
+	$(PY) manage.py outbox_relay
 
 clean: ## remove the virtualenv, the SQLite database and caches
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache
