@@ -1,9 +1,9 @@
 """Export file formats: a user's todos rendered as JSON or CSV, one piece of the file per batch.
 
-Both render each todo exactly as the API does (`TodoSerializer`, with the `todo_url_prefix` of
-the request that asked for the export), so a client can treat the file as one long list
-response. A piece is produced per batch of todos, so an export of any size needs the memory of
-one batch.
+Both render each todo exactly as the API does (todos/representation.py, with the
+`todo_url_prefix` of the request that asked for the export), so a client can treat the file as
+one long list response. A piece is produced per batch of todos, so an export of any size needs
+the memory of one batch.
 """
 
 import csv
@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 
 from rest_framework.renderers import JSONRenderer
 
-from todos.models import Export, Todo
+from todos.models import Export
+from todos.representation import todo_representation
 from todos.serializers import TodoSerializer
 
 CONTENT_TYPES = {
@@ -22,11 +23,11 @@ CONTENT_TYPES = {
 
 
 def render(
-    *, export_format: str, batches: Iterable[list[Todo]], todo_url_prefix: str
+    *, export_format: str, batches: Iterable[list[dict]], todo_url_prefix: str
 ) -> Iterator[bytes]:
-    """The pieces of the file, in order; joined, they are the whole file."""
-    context = {"todo_url_prefix": todo_url_prefix}
-    rows = (TodoSerializer(batch, many=True, context=context).data for batch in batches)
+    """The pieces of the file, in order; joined, they are the whole file. `batches` holds rows
+    of the represented columns (`todos.representation.todo_rows`)."""
+    rows = ([todo_representation(row, todo_url_prefix) for row in batch] for batch in batches)
     if export_format == Export.Format.JSON:
         return _json_pieces(rows)
     if export_format == Export.Format.CSV:

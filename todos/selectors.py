@@ -10,6 +10,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from todos.models import Export, ExportChunk, OutboxMessage, Todo, UserStats
+from todos.representation import todo_rows
 
 
 def todo_list(*, owner: AbstractBaseUser) -> QuerySet[Todo]:
@@ -52,15 +53,16 @@ def export_chunk_data(*, chunk_id: int) -> bytes:
     return bytes(data)
 
 
-def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[Todo]]:
-    """All todos of `owner_id` in the API's default order (created_at, id), `batch_size` at a time.
+def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[dict]]:
+    """All todos of `owner_id` in the API's default order (created_at, id), `batch_size` at a time,
+    as rows of the represented columns (todos/representation.py).
 
     Keyset-paged on the (owner, created_at, id) index, so memory stays at one batch and no
     server-side cursor is held open. Read from the primary: a task carries no read-your-writes
     position yet (config/read_routing.py routes web requests only), and an export must include
     the todo created just before it was asked for.
     """
-    todos = (
+    todos = todo_rows(
         Todo.objects.using(DEFAULT_DB_ALIAS).filter(owner_id=owner_id).order_by("created_at", "id")
     )
     last = None
@@ -68,7 +70,8 @@ def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[Todo
         page = todos
         if last is not None:
             page = todos.filter(
-                Q(created_at__gt=last.created_at) | Q(created_at=last.created_at, id__gt=last.id)
+                Q(created_at__gt=last["created_at"])
+                | Q(created_at=last["created_at"], id__gt=last["id"])
             )
         batch = list(page[:batch_size])
         if batch:
