@@ -22,33 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.processes import RESULTS, ROOT, children, manage, project_env
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-
-
-def project_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DJANGO_SECRET_KEY="benchmark-secret-key-not-for-production",
-        # The benchmark measures serving, not throttling.
-        RATE_LIMIT_USER="off",
-        RATE_LIMIT_IP="off",
-        **extra,
-    )
-    return env
-
-
-def manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    return result.stdout.strip()
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -65,10 +42,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def process_tree(pid: int) -> list[int]:
-    children = subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True
-    ).stdout.split()
-    return [pid, *map(int, children)]
+    return [pid, *children(pid)]
 
 
 def wrk(url: str, token: str | None, seconds: int, connections: int) -> dict:
@@ -160,7 +134,10 @@ def main() -> None:
     redis_server = start_redis()
     try:
         cluster.create_database("bench")
-        base = project_env(DATABASE_URL=cluster.url(dbname="bench"))
+        # The benchmark measures serving, not throttling.
+        base = project_env(
+            DATABASE_URL=cluster.url(dbname="bench"), RATE_LIMIT_USER="off", RATE_LIMIT_IP="off"
+        )
         manage(base, "migrate", "--noinput")
         token = manage(base, "create_api_user", "bench")
         manage(base, "shell", "-c", (

@@ -15,7 +15,6 @@ Results go to bench/results/exports.md and .json. Run `.venv/bin/python -m bench
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -26,11 +25,10 @@ from pathlib import Path
 
 import psycopg
 
+from bench.processes import RESULTS, ROOT, children, manage, project_env
 from deploy.local.postgres import start_cluster
 from deploy.local.rabbitmq import start_rabbitmq
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 CREATE_EXPORT = """
 from django.contrib.auth import get_user_model
 from todos import services
@@ -42,36 +40,11 @@ print(export.pk)
 """
 
 
-def project_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env.pop(name, None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        # A key of its own for each run: the processes and their data live for the run only.
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
-        **extra,
-    )
-    return env
-
-
-def manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    return result.stdout.strip()
-
-
 def vm_hwm_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmHWM for {pid}")
-
-
-def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def wait(predicate, timeout: float, what: str):

@@ -2,32 +2,12 @@
 cache and eager Celery, served by gunicorn exactly as `make run` serves it."""
 
 import json
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from deploy.local.ports import free_port
-from tests.test_platform import ROOT, clean_env, run_manage
-
-
-def http(method: str, url: str, token: str | None = None, body: dict | None = None):
-    request = urllib.request.Request(url, method=method)
-    if token:
-        request.add_header("Authorization", f"Token {token}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, data=data, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null"), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null"), error.headers
+from tests.servers import gunicorn
+from tests.test_platform import clean_env, run_manage
 
 
 @pytest.fixture
@@ -57,36 +37,15 @@ def test_settings_default_to_sqlite_locmem_and_eager_celery(embedded_env):
 
 def test_gunicorn_serves_the_api_on_sqlite(embedded_env):
     assert run_manage("migrate", "--noinput", env=embedded_env).returncode == 0
-    created = run_manage("create_api_user", "demo", env=embedded_env)
-    token = created.stdout.strip()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "-b", f"127.0.0.1:{port}", "config.wsgi:application"],
-        cwd=ROOT,
-        env={**embedded_env, "WEB_CONCURRENCY": "2"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http("GET", f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
+    token = run_manage("create_api_user", "demo", env=embedded_env).stdout.strip()
 
-        status, body, headers = http("POST", f"{base}/api/todos", token, {"title": "it works"})
-        assert status == 201
-        assert headers["Location"] == f"{base}/api/todos/{body['id']}"
-        status, listing, _ = http("GET", f"{base}/api/todos", token)
-        assert status == 200
-        assert [todo["title"] for todo in listing] == ["it works"]
-        assert http("GET", f"{base}/api/todos")[0] == 401
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with gunicorn(embedded_env) as server:
+        created = server.request("POST", "/api/todos", token=token, body={"title": "it works"})
+        listing = server.request("GET", "/api/todos", token=token)
+        anonymous = server.request("GET", "/api/todos")
+
+    assert created.status == 201
+    assert created.headers["Location"] == f"{server.base}/api/todos/{created.json()['id']}"
+    assert listing.status == 200
+    assert [todo["title"] for todo in listing.json()] == ["it works"]
+    assert anonymous.status == 401

@@ -1,67 +1,18 @@
 """The gateway in real gunicorn processes on a real Redis: hits without Django, shared rate
 limits, and service without Redis."""
 
-import json
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 from django.db import connection
 
-from deploy.local.ports import free_port
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
-from tests.test_platform import ROOT, clean_env
+from tests.servers import gunicorn
+from tests.test_platform import clean_env
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-@dataclass
-class AppServer:
-    base: str
-
-    def request(self, method: str, path: str, *, token=None, body=None, headers=None) -> Reply:
-        request = urllib.request.Request(self.base + path, method=method)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        if token:
-            request.add_header("Authorization", f"Token {token}")
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, data=data, timeout=15) as response:
-                return Reply(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, dict(error.headers), error.read())
-
-    def metric(self, name: str, **labels) -> float:
-        """The value of one Prometheus sample of this server (0 when absent)."""
-        text = self.request("GET", "/metrics").body.decode()
-        wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name) and (not wanted or "{" + wanted + "}" in line):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
 
 
 @pytest.fixture(scope="module")
@@ -84,39 +35,18 @@ def flushed_redis(redis_server):
     return redis_server
 
 
-@contextmanager
-def app_server(redis_url: str, **env: str) -> Iterator[AppServer]:
-    """gunicorn serving config.wsgi on the test database, as a web replica runs it."""
+def app_server(redis_url: str, **env: str):
+    """A web replica on the test database and this module's Redis."""
     db = connection.settings_dict
-    port = free_port()
-    environment = clean_env(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        DJANGO_SECRET_KEY="test-secret-key-for-the-gateway-tests",
-        REDIS_URL=f"{redis_url}/0",
-        REDIS_COOLDOWN="1",
-        WEB_CONCURRENCY="2",
-        **env,
+    return gunicorn(
+        clean_env(
+            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            DJANGO_SECRET_KEY="test-secret-key-for-the-gateway-tests",
+            REDIS_URL=f"{redis_url}/0",
+            REDIS_COOLDOWN="1",
+            **env,
+        )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "-b", f"127.0.0.1:{port}", "config.wsgi:application"],
-        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    server = AppServer(f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if server.request("GET", "/healthz").status == 200:
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(process.stderr.read().decode()[-3000:]) from None
-                time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 @pytest.fixture
