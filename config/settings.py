@@ -368,6 +368,8 @@ _redis_users = {
     )
     if redis_database(url)
 }
+if REDIS_URL:
+    _redis_users["REDIS_RATELIMIT_DB"] = (redis_database(REDIS_URL)[0], REDIS_RATELIMIT_DB)
 if len(set(_redis_users.values())) < len(_redis_users):
     raise ImproperlyConfigured(
         f"{', '.join(_redis_users)} must each use a Redis database of their own"

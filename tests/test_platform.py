@@ -110,3 +110,12 @@ def test_bad_boolean_variable_is_a_clear_configuration_error():
 
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+def test_cache_and_rate_limits_may_not_share_a_redis_database():
+    result = run_manage("check", env=clean_env(REDIS_URL="redis://127.0.0.1:6379/2"))
+
+    assert result.returncode != 0
+    assert "REDIS_URL, REDIS_RATELIMIT_DB must each use a Redis database of their own" in (
+        result.stderr
+    )
