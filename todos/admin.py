@@ -10,7 +10,7 @@ from django.utils.functional import cached_property
 
 from todos import services
 from todos.cache import todos_changed
-from todos.models import Todo
+from todos.models import Export, OutboxMessage, Todo
 
 
 class EstimatedCountPaginator(Paginator):
@@ -132,3 +132,59 @@ class TodoAdmin(admin.ModelAdmin):
     def mark_not_completed(self, request, queryset):
         changed = services.todos_set_completed(todos=queryset, completed=False)
         self.message_user(request, f"{changed} todos marked not completed.", messages.SUCCESS)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the system writes: operators look, the system changes them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PendingFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "sent"
+
+    def lookups(self, request, model_admin):
+        return (("no", "waiting for the broker"), ("yes", "sent"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "no":
+            return queryset.filter(sent_at__isnull=True)
+        if self.value() == "yes":
+            return queryset.filter(sent_at__isnull=False)
+        return queryset
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    """The outbox: a growing list "waiting for the broker" means the broker or the relay is down."""
+
+    list_display = ("id", "task_name", "task_id", "created_at", "sent_at", "attempts", "last_error")
+    list_filter = (PendingFilter, "task_name")
+    search_fields = ("task_id",)
+    ordering = ("-id",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def has_delete_permission(self, request, obj=None):
+        # A deleted unsent row is work lost for good; housekeeping removes sent ones.
+        return False
+
+
+@admin.register(Export)
+class ExportAdmin(ReadOnlyAdmin):
+    list_display = ("id", "owner", "format", "status", "todo_count", "size_bytes", "created_at")
+    list_filter = ("status", "format")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    search_fields = ("owner__username",)
+    ordering = ("-id",)
+    exclude = ("todo_url_prefix",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER

@@ -75,3 +75,19 @@ def test_paginator_counts_exactly_when_it_is_fast():
     TodoFactory.create_batch(3)
 
     assert EstimatedCountPaginator(Todo.objects.all(), 10).count == 3
+
+
+def test_operators_can_see_the_outbox_and_exports_but_not_change_them(operator_client):
+    from todos import services
+
+    owner = UserFactory(username="exporter")
+    services.export_create(owner=owner, export_format="json", todo_url_prefix="http://x/")
+
+    outbox = operator_client.get("/admin/todos/outboxmessage/", {"sent": "no"})
+    exports = operator_client.get("/admin/todos/export/")
+    add = operator_client.get("/admin/todos/export/add/")
+
+    assert outbox.status_code == 200
+    assert exports.status_code == 200
+    assert [export.owner.username for export in exports.context["cl"].result_list] == ["exporter"]
+    assert add.status_code == 403
