@@ -7,8 +7,10 @@ session store. Prometheus likewise scrapes each replica by its IP. nginx refuses
 outside, so only the scraper on the internal network reaches it.
 """
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http import JsonResponse
 from django_prometheus.exports import ExportToDjangoView
@@ -26,6 +28,16 @@ def database_ready() -> bool:
         return False
 
 
+def metrics_allowed(request) -> bool:
+    """With `METRICS_TOKEN` set, only a scraper sending `Authorization: Bearer <token>` may read
+    the metrics: a Kubernetes LoadBalancer Service exposes the pods' port, /metrics included."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    sent = request.headers.get("Authorization", "")
+    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
 class HealthCheckMiddleware:
     """Answer `/healthz` (the process is up), `/readyz` (it can reach the primary) and
     `/metrics` (Prometheus exposition, summed over the replica's worker processes)."""
@@ -41,5 +53,9 @@ class HealthCheckMiddleware:
                 return JsonResponse({"status": "ok"})
             return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
         if request.path == "/metrics":
+            if not metrics_allowed(request):
+                response = JsonResponse({"detail": "Metrics need the scraper's token."}, status=401)
+                response["WWW-Authenticate"] = "Bearer"
+                return response
             return ExportToDjangoView(request)
         return self.get_response(request)

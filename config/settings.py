@@ -288,6 +288,8 @@ if SECURE_SSL_REDIRECT:
     # Probes arrive over plain HTTP from the kubelet.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (config/health.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 

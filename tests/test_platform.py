@@ -59,6 +59,19 @@ def test_metrics_count_requests(client: Client):
     assert b"django_http_requests_total_by_method_total" in response.content
 
 
+def test_metrics_need_the_token_when_one_is_configured(client: Client, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+
+    anonymous = client.get("/metrics")
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer guess")
+    scraper = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous["WWW-Authenticate"] == "Bearer"
+    assert scraper.status_code == 200
+    assert b"django_http_requests" in scraper.content
+
+
 def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args],
