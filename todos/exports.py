@@ -105,8 +105,10 @@ class ExportViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Download a finished export (JSON array or CSV of the caller's todos)",
         responses={
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.BINARY),
-            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY),
+            (200, "application/json"): OpenApiResponse(
+                {"type": "array", "items": {"$ref": "#/components/schemas/Todo"}}
+            ),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR),
             409: OpenApiResponse(description="not done yet"),
         },
     )
