@@ -1,0 +1,247 @@
+"""`make stack` end to end: the whole one-box stack from local binaries, driven through nginx.
+
+One stack (2 web replicas) serves every test in this module, in order: the API through nginx,
+the cache and the read replica, an export run by the real worker, a rolling restart under load,
+and `down`. Plain pytest: no database fixtures; the stack brings its own services.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from deploy.local._proc import ServiceError, cmdline, pid_alive
+from deploy.local.ports import free_port, port_open
+from deploy.local.postgres import bindir
+from deploy.local.stack import MARK_ENV
+from tests.servers import AppServer, Reply
+
+pytestmark = [pytest.mark.stack]
+
+ROOT = Path(__file__).resolve().parents[2]
+REPLICAS = 2
+# Start, restart and down each take seconds; a minute means one of them hangs.
+COMMAND_TIMEOUT = 120
+
+
+@dataclass
+class RunningStack:
+    dir: Path
+    env: dict[str, str]
+    api: AppServer
+    token: str
+    start_output: str
+
+    def command(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.local.stack", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+        )
+
+    def status(self) -> dict[str, dict]:
+        result = self.command("status", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        return {row["name"]: row for row in json.loads(result.stdout)["processes"]}
+
+    def replicas(self) -> list[AppServer]:
+        status = self.status()
+        return [AppServer(f"http://127.0.0.1:{status[f'web{n}']['port']}") for n in (1, 2)]
+
+
+def require_services() -> None:
+    for binary in ("nginx", "redis-server", "rabbitmq-server"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"`{binary}` is not installed; the stack needs it")
+    try:
+        bindir()
+    except ServiceError:
+        pytest.skip("the Postgres binaries are not installed; the stack needs them")
+
+
+def processes_of(stack_dir: Path) -> list[tuple[int, str]]:
+    """Live processes naming the directory on their command line or carrying the stack's mark."""
+    mark = f"{MARK_ENV}={stack_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        pid = int(entry.name)
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            environ = []
+        line = cmdline(pid)
+        if (str(stack_dir) in line or mark in environ) and pid_alive(pid):
+            found.append((pid, line))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[RunningStack]:
+    require_services()
+    # Not pytest's tmp_path: its parents are 0700 and root's, and the postgres and rabbitmq
+    # users must reach their directories.
+    base = Path(tempfile.mkdtemp(prefix="stack-test-"))
+    base.chmod(0o755)
+    port = free_port()
+    env = {
+        **os.environ,
+        "STACK_DIR": str(base / "stack"),
+        "REPLICAS": str(REPLICAS),
+        "PORT": str(port),
+        # The load during the restart sends over a thousand requests a minute as one user and
+        # one IP; a 429 there would be the rate limiter doing its job, not a failed request.
+        "RATE_LIMIT_USER": "off",
+        "RATE_LIMIT_IP": "off",
+    }
+    started = RunningStack(base / "stack", env, AppServer(f"http://127.0.0.1:{port}"), "", "")
+    try:
+        result = started.command("start")
+        assert result.returncode == 0, result.stdout + result.stderr
+        started.start_output = result.stdout
+        started.token = re.search(r"export TOKEN=(\w+)", result.stdout).group(1)
+        yield started
+    finally:
+        started.command("down")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def header(reply: Reply, name: str) -> str | None:
+    return next((v for k, v in reply.headers.items() if k.lower() == name.lower()), None)
+
+
+def test_start_prints_the_url_the_token_and_the_commands(stack):
+    assert stack.api.base in stack.start_output
+    assert "make stack-status" in stack.start_output
+    assert "stack-down" in stack.start_output
+    status = stack.status()
+    assert {"web1", "web2", "nginx", "worker", "beat", "relay", "redis", "rabbitmq"} <= set(status)
+    assert {"postgres-primary", "postgres-replica1"} <= set(status)
+    assert all(row["ready"] for row in status.values()), status
+
+
+def test_the_api_answers_through_nginx_with_urls_on_nginx(stack):
+    created = stack.api.request("POST", "/api/todos", token=stack.token, body={"title": "via"})
+
+    assert created.status == 201, created.body
+    # Proxy headers are trusted, so the URL names nginx's address, not a replica's.
+    assert created.json()["url"].startswith(f"{stack.api.base}/api/todos/")
+    listed = stack.api.request("GET", "/api/todos", token=stack.token)
+    assert listed.status == 200
+    assert "via" in [todo["title"] for todo in listed.json()]
+
+
+def test_reads_are_cached_and_served_by_the_streaming_replica(stack):
+    stack.api.request("POST", "/api/todos", token=stack.token, body={"title": "read me"})
+
+    # given a list read twice: the second comes from the response cache
+    stack.api.request("GET", "/api/todos?limit=7", token=stack.token)
+    again = stack.api.request("GET", "/api/todos?limit=7", token=stack.token)
+    assert header(again, "X-Cache") == "hit"
+
+    # then distinct (uncached) reads reach the standby, on one replica or the other
+    def replica_reads() -> float:
+        return sum(
+            server.metric("todo_scale_db_reads_total", alias="replica1")
+            for server in stack.replicas()
+        )
+
+    deadline = time.monotonic() + 15
+    limit = 10
+    while replica_reads() == 0:
+        assert time.monotonic() < deadline, "no read reached the replica"
+        limit += 1
+        reply = stack.api.request("GET", f"/api/todos?limit={limit}", token=stack.token)
+        assert reply.status == 200
+        time.sleep(0.1)
+
+
+def test_an_export_is_run_by_the_real_worker(stack):
+    stack.api.request("POST", "/api/todos", token=stack.token, body={"title": "exported"})
+
+    accepted = stack.api.request("POST", "/api/exports", token=stack.token, body={"format": "json"})
+
+    assert accepted.status == 202, accepted.body
+    path = header(accepted, "Location").removeprefix(stack.api.base)
+    deadline = time.monotonic() + 30
+    while (export := stack.api.request("GET", path, token=stack.token).json())["status"] != "done":
+        assert export["status"] in ("pending", "running"), export
+        assert time.monotonic() < deadline, export
+        time.sleep(0.1)
+    download = export["download_url"].removeprefix(stack.api.base)
+    todos = stack.api.request("GET", download, token=stack.token).json()
+    assert "exported" in [todo["title"] for todo in todos]
+
+
+def test_a_rolling_restart_under_load_fails_no_request(stack):
+    before = stack.status()
+    served, failures = [0], []
+    stop = threading.Event()
+
+    def load(number: int) -> None:
+        count = 0
+        while not stop.is_set():
+            count += 1
+            try:
+                if count % 3 == 0:
+                    body = {"title": f"load {number}-{count}"}
+                    reply = stack.api.request("POST", "/api/todos", token=stack.token, body=body)
+                else:
+                    reply = stack.api.request("GET", "/api/todos?limit=5", token=stack.token)
+            except OSError as exc:
+                failures.append(repr(exc))
+                continue
+            if 200 <= reply.status < 300:
+                served[0] += 1
+            else:
+                failures.append(reply.status)
+
+    # given four clients keeping requests in flight through nginx the whole time
+    threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        # when every replica is restarted, one after the other
+        began = time.monotonic()
+        result = stack.command("restart")
+        took = time.monotonic() - began
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+    # then no request failed, and every replica runs a new process
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"rolling restart: {took:.1f} s, {served[0]} requests served, {len(failures)} failed")
+    assert failures == []
+    assert served[0] > 0
+    after = stack.status()
+    for name in ("web1", "web2"):
+        assert after[name]["pid"] != before[name]["pid"]
+        assert after[name]["ready"]
+        assert not pid_alive(before[name]["pid"])
+
+
+def test_down_leaves_nothing_running_and_keeps_the_logs(stack):
+    result = stack.command("down")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert processes_of(stack.dir) == []
+    assert not port_open(int(stack.env["PORT"]))
+    assert not (stack.dir / "stack.json").exists()
+    assert not (stack.dir / "postgres" / "primary").exists()
+    assert (stack.dir / "logs" / "web1.log").exists()
