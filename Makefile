@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help venv run test test-fast bench lint format migrate seed demo-user schema worker beat relay clean
+.PHONY: help venv run test test-fast bench lint format migrate seed demo-user schema worker beat relay clean \
+	stack stack-status stack-restart stack-down
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,7 @@ bench: venv ## load benchmarks; tables written to bench/results/
 	$(PY) -m bench.cache_hit
 	$(PY) -m bench.replica_routing
 	$(PY) -m bench.exports
+	$(PY) -m bench.peers
 
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
@@ -62,6 +64,20 @@ beat: venv ## run Celery beat, exactly one per deployment (reminders, relay, hou
 
 relay: venv ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
 	$(PY) manage.py outbox_relay
+
+# The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack.py does
+# the work. REPLICAS, PORT and STACK_DIR are read from the environment.
+stack: venv ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
+	$(PY) -m deploy.local.stack start
+
+stack-status: venv ## every stack process (pid, port, ready) and the replication status
+	$(PY) -m deploy.local.stack status
+
+stack-restart: venv ## rolling restart of the web replicas, one at a time, no failed request
+	$(PY) -m deploy.local.stack restart
+
+stack-down: venv ## stop the whole stack (nothing left running); keeps the logs in .stack/logs
+	$(PY) -m deploy.local.stack down
 
 clean: ## remove the virtualenv, the SQLite database and caches
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache

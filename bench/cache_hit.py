@@ -14,15 +14,22 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import RESULTS, ROOT, children, manage, project_env
+from bench.processes import (
+    NGINX,
+    RESULTS,
+    ROOT,
+    children,
+    manage,
+    project_env,
+    seed_user,
+    static_nginx,
+)
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
@@ -91,36 +98,17 @@ def measure(name, url, token, pids_of, seconds, connections) -> dict:
 
 
 def nginx_ceiling(body: bytes, seconds: int, connections: int) -> dict | None:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
+    if not Path(NGINX).exists():
         return None
-    with tempfile.TemporaryDirectory() as directory:
-        root = Path(directory)
-        root.chmod(0o755)  # nginx's workers run as an unprivileged user
-        (root / "todos.json").write_bytes(body)
-        (root / "todos.json").chmod(0o644)
-        port = free_port()
-        (root / "nginx.conf").write_text(
-            f"worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;"
-            f"daemon off; events {{ worker_connections 1024; }}"
-            f"http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {root};"
-            f"location / {{ default_type application/json; try_files /todos.json =404; }} }} }}"
+    with static_nginx(body) as (url, process):
+        return measure(
+            "nginx static file (ceiling)",
+            url,
+            None,
+            lambda: process_tree(process.pid),
+            seconds,
+            connections,
         )
-        process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")])
-        try:
-            time.sleep(0.5)
-            pids = lambda: process_tree(process.pid)  # noqa: E731
-            return measure(
-                "nginx static file (ceiling)",
-                f"http://127.0.0.1:{port}/",
-                None,
-                pids,
-                seconds,
-                connections,
-            )
-        finally:
-            process.terminate()
-            process.wait()
 
 
 def main() -> None:
@@ -139,13 +127,7 @@ def main() -> None:
             DATABASE_URL=cluster.url(dbname="bench"), RATE_LIMIT_USER="off", RATE_LIMIT_IP="off"
         )
         manage(base, "migrate", "--noinput")
-        token = manage(base, "create_api_user", "bench")
-        manage(base, "shell", "-c", (
-            "from django.contrib.auth.models import User; from todos.models import Todo;"
-            "u = User.objects.get(username='bench');"
-            "Todo.objects.bulk_create(Todo(owner=u, title=f'todo {i}', order=i) "
-            "for i in range(100))"
-        ))  # fmt: skip
+        token = seed_user(base, "bench", 100)
         results = []
         for name, extra in (
             ("gateway hit (Redis, no Django)", {"REDIS_URL": f"{redis_server.url}/0"}),
