@@ -186,6 +186,8 @@ def test_service_is_a_load_balancer_from_80_to_the_web_port():
     web = load_manifest("web-deployment.yaml")
 
     assert service["spec"]["type"] == "LoadBalancer"
+    # Per-IP rate limits need the client's address, not a node's.
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
     ]
