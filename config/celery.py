@@ -4,13 +4,103 @@ Settings come from Django's settings under the `CELERY_` prefix (config/settings
 The task modules are listed there in `CELERY_IMPORTS` and imported explicitly in every process
 (tasks/apps.py): autodiscovery would look only for `<app>.tasks` modules. With no
 `CELERY_BROKER_URL`, tasks run eagerly in the calling process (the embedded default).
+
+With `CELERY_METRICS_PORT` set, a worker serves its task metrics (tasks/metrics.py) on that
+port, summed over its prefork children as deploy/gunicorn.conf.py does for a web replica. The
+hooks below run in the worker's main process (the loader's `init_worker`, `worker_init`,
+`worker_shutdown`) or in each pool child as it exits (`worker_process_shutdown`).
 """
 
+import glob
 import os
+import shutil
+import sys
+import tempfile
 
 from celery import Celery
+from celery.loaders.app import AppLoader
+from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-app = Celery("config")
+_MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Set when the worker created its metrics directory itself, so it deletes it again on exit.
+_OWNED_MULTIPROC_DIR_ENV = "CELERY_OWNS_PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_port() -> int:
+    from django.conf import settings
+
+    return settings.CELERY_METRICS_PORT
+
+
+def worker_metrics_dir_prepare() -> None:
+    """Give this worker an empty metrics directory of its own before prometheus_client loads.
+
+    prometheus_client decides at import whether samples live in the process's memory or in
+    files that every pool child shares, and the children inherit that decision with the module
+    from this process. `django.setup()` imports it, and the worker runs that before any signal
+    it sends (even `celeryd_init`), hence the loader below. Without a directory given, each
+    worker makes one, so two workers on one machine never sum each other's counts; a given one
+    (an emptyDir that outlives a container restart) is emptied of a previous run's files.
+    """
+    if not _metrics_port():
+        return
+    if not os.environ.get(_MULTIPROC_DIR_ENV):
+        if "prometheus_client" in sys.modules:
+            raise RuntimeError("prometheus_client was loaded before the worker's metrics directory")
+        os.environ[_MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="todo-scale-worker-metrics-")
+        os.environ[_OWNED_MULTIPROC_DIR_ENV] = "1"
+    for path in glob.glob(os.path.join(os.environ[_MULTIPROC_DIR_ENV], "*.db")):
+        os.remove(path)
+
+
+class WorkerLoader(AppLoader):
+    """Celery's default loader, preparing the worker's metrics directory first: `init_worker`
+    is the first thing a worker does, before it imports Django and the task modules."""
+
+    def init_worker(self) -> None:
+        if not self.worker_initialized:
+            worker_metrics_dir_prepare()
+        super().init_worker()
+
+
+app = Celery("config", loader="config.celery:WorkerLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@worker_init.connect
+def worker_metrics_start(**kwargs) -> None:
+    """Serve the metrics from the main process, before the pool forks its children (Django is
+    set up by now; the children inherit the signal receivers that count their tasks).
+
+    A port already taken is logged (Celery logs what a signal receiver raises) and the worker
+    runs its tasks without metrics; Prometheus then shows the target down.
+    """
+    port = _metrics_port()
+    if not port:
+        return
+    from tasks import metrics
+
+    metrics.task_metrics_connect()
+    metrics.worker_metrics_serve(port=port)
+
+
+@worker_process_shutdown.connect
+def worker_metrics_child_exit(pid: int, **kwargs) -> None:
+    """Drop an exiting child's live gauges; its counters stay, so totals never go backwards.
+
+    Runs in the child itself (billiard calls it as the child exits, also when it is recycled
+    after `worker_max_tasks_per_child`); a child killed outright skips it, which leaves nothing
+    stale, because the worker's metrics are counters and histograms only.
+    """
+    if os.environ.get(_MULTIPROC_DIR_ENV) and "prometheus_client" in sys.modules:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+@worker_shutdown.connect
+def worker_metrics_dir_remove(**kwargs) -> None:
+    if os.environ.get(_OWNED_MULTIPROC_DIR_ENV):
+        shutil.rmtree(os.environ[_MULTIPROC_DIR_ENV], ignore_errors=True)

@@ -432,6 +432,13 @@ else:
     # the outbox marks a row sent only after that.
     # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# Prometheus endpoints of deferred work (tasks/metrics.py): the worker's task counts and run
+# times, and the outbox relay's backlog. Off unless set, so that two workers or relays on one
+# machine (`make worker` twice, the test suite) never fight over one fixed port; every deployment
+# here sets them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web
+# port 8000).
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
+OUTBOX_METRICS_PORT = env_int("OUTBOX_METRICS_PORT", 0)
 # Only failures are stored, for operators (`AsyncResult(id).state`); status a client sees lives
 # in Postgres (exports). A day is long enough to look one up after an alert.
 CELERY_TASK_IGNORE_RESULT = True

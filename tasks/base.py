@@ -37,6 +37,9 @@ class ReliableTask(Task):
     retry_backoff = 2.0
     # No single wait longer than five minutes, however many retries a task allows.
     retry_backoff_max = 300.0
+    # Counts the messages a worker hands back to the broker (tasks/metrics.py). Named by its
+    # path, as Celery names its own default: it is loaded only where a worker consumes tasks.
+    Request = "tasks.metrics:MeteredRequest"
     # Starts of one message: a worker lost once (a deploy, a node drained) is normal, and a
     # twice-published message is normal; a third loss in a row means the message is the cause.
     max_deliveries = 3

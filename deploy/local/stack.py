@@ -410,9 +410,14 @@ class Stack:
         base = self._service_dir("prometheus")
         (base / "data").mkdir(parents=True, exist_ok=True)
         targets = ", ".join(f'"127.0.0.1:{web["port"]}"' for web in self._web())
+        processes = self.state["processes"]
         config = base / "prometheus.yml"
         config.write_text(
-            string.Template(PROMETHEUS_TEMPLATE.read_text()).safe_substitute(TARGETS=targets)
+            string.Template(PROMETHEUS_TEMPLATE.read_text()).safe_substitute(
+                TARGETS=targets,
+                WORKER_TARGET=f'"127.0.0.1:{processes["worker"]["port"]}"',
+                RELAY_TARGET=f'"127.0.0.1:{processes["relay"]["port"]}"',
+            )
         )
         argv = [
             binary,
@@ -465,8 +470,9 @@ class Stack:
         # RabbitMQ takes ~4 s to accept logins; Postgres, migrations and the replicas proceed
         # meanwhile, since nothing before the worker needs the broker to be up.
         # All of the stack's own ports in one pick, so no two of them (or PORT) can coincide.
-        ports = [p for p in free_ports(replicas + 3) if p != port][: replicas + 2]
-        broker_port, prometheus_port, web_ports = ports[0], ports[1], ports[2:]
+        ports = [p for p in free_ports(replicas + 5) if p != port][: replicas + 4]
+        broker_port, prometheus_port, web_ports = ports[0], ports[1], ports[4:]
+        worker_metrics_port, relay_metrics_port = ports[2], ports[3]
         self.state["broker_url"] = f"amqp://guest:guest@127.0.0.1:{broker_port}//"
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         broker = pool.submit(start_rabbitmq, self._service_dir("rabbitmq"), broker_port)
@@ -502,10 +508,17 @@ class Stack:
                 self._spawn_web(f"web{number}", web_port)
             celery = [sys.executable, "-m", "celery", "-A", "config"]
             concurrency = str(WORKER_CONCURRENCY)
+            worker_metrics = self.dir / "worker" / "metrics"
+            worker_metrics.mkdir(parents=True, exist_ok=True)
             worker = self._spawn(
                 "worker",
                 [*celery, "worker", "-l", "INFO", "-n", WORKER_NAME, "-c", concurrency],
-                env,
+                {
+                    **env,
+                    "CELERY_METRICS_PORT": str(worker_metrics_port),
+                    "PROMETHEUS_MULTIPROC_DIR": str(worker_metrics),
+                },
+                worker_metrics_port,
             )
             beat_dir = self.dir / "beat"
             beat_dir.mkdir(exist_ok=True)
@@ -516,7 +529,12 @@ class Stack:
                 [*celery, "beat", "-l", "INFO", "-s", str(schedule), "--pidfile", str(pidfile)],
                 env,
             )
-            self._spawn("relay", [sys.executable, "manage.py", "outbox_relay"], env)
+            self._spawn(
+                "relay",
+                [sys.executable, "manage.py", "outbox_relay"],
+                {**env, "OUTBOX_METRICS_PORT": str(relay_metrics_port)},
+                relay_metrics_port,
+            )
             nginx_record = self._start_nginx()
             prometheus = self._start_prometheus(prometheus_port)
 
@@ -610,13 +628,14 @@ class Stack:
             "nginx": lambda r: http_status(self.state["port"], "/readyz") == 200,
             "prometheus": lambda r: http_status(r["port"], "/-/ready") == 200,
             "worker": lambda r: broker_up and self.worker_answers(),
+            "relay": lambda r: http_status(r["port"], "/metrics") == 200,
         }
         for name, record in self.state["processes"].items():
             alive = self.alive(record)
             if name in self.state["web"]:
                 ready = alive and http_status(record["port"], "/readyz") == 200
             else:
-                # beat and the relay answer nothing: running is all they can show.
+                # beat answers nothing: running is all it can show.
                 ready = alive and probes.get(name, lambda r: True)(record)
             rows.append(_row(name, record["pid"], record["port"], alive, ready))
         return rows

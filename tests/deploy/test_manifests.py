@@ -232,6 +232,39 @@ def test_worker_has_time_to_finish_acks_late_tasks():
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
 
 
+def scrape_annotations(port: int) -> dict[str, str]:
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def test_worker_pods_serve_their_task_metrics_from_a_multiprocess_dir_on_an_empty_dir():
+    worker = load_manifest("worker-deployment.yaml")
+    pod = worker["spec"]["template"]["spec"]
+    container = only_container(worker)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+
+    assert worker["spec"]["template"]["metadata"]["annotations"] == scrape_annotations(9808)
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9808}]
+    assert env["CELERY_METRICS_PORT"] == "9808"
+    assert "emptyDir" in volumes[mounts[env["PROMETHEUS_MULTIPROC_DIR"]]]
+
+
+def test_relay_pods_serve_the_outbox_backlog():
+    relay = load_manifest("outbox-relay-deployment.yaml")
+    container = only_container(relay)
+    env = {item["name"]: item["value"] for item in container["env"]}
+
+    assert container["command"] == ["python", "manage.py", "outbox_relay"]
+    assert relay["spec"]["template"]["metadata"]["annotations"] == scrape_annotations(9809)
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9809}]
+    assert env["OUTBOX_METRICS_PORT"] == "9809"
+
+
 def test_migration_job_runs_migrate_and_cleans_up_after_itself():
     job = load_manifest("migrate-job.yaml")
 
@@ -302,6 +335,20 @@ def test_compose_wires_every_service_to_its_backing_store():
     assert env["REDIS_URL"] == "redis://redis:6379/0"
     assert env["CELERY_BROKER_URL"] == "amqp://guest:guest@rabbitmq:5672//"
     assert env["CELERY_RESULT_BACKEND"] == "redis://redis:6379/1"
+
+
+def test_compose_worker_and_relay_serve_metrics_on_the_compose_network_only():
+    services = compose_config()["services"]
+    worker, relay = services["worker"], services["outbox-relay"]
+
+    assert worker["environment"]["CELERY_METRICS_PORT"] == "9808"
+    assert relay["environment"]["OUTBOX_METRICS_PORT"] == "9809"
+    # The rest of the shared environment is still there.
+    assert worker["environment"]["DATABASE_URL"] == services["web"]["environment"]["DATABASE_URL"]
+    assert relay["environment"]["CELERY_BROKER_URL"] == "amqp://guest:guest@rabbitmq:5672//"
+    assert (worker["expose"], relay["expose"]) == (["9808"], ["9809"])
+    assert "ports" not in worker
+    assert "ports" not in relay
 
 
 # nginx
@@ -385,33 +432,45 @@ def test_nginx_read_timeout_outlasts_gunicorns_worker_timeout():
 # Prometheus
 
 
-def test_compose_prometheus_config_is_valid_and_scrapes_each_replica():
+def test_compose_prometheus_config_is_valid_and_scrapes_each_replica_worker_and_relay():
     promtool = require_binary("promtool")
     path = PROMETHEUS_DIR / "prometheus.yml"
 
     result = run([promtool, "check", "config", str(path)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    jobs = yaml.safe_load(path.read_text())["scrape_configs"]
-    (web,) = [job for job in jobs if job["job_name"] == "web"]
-    assert web["dns_sd_configs"] == [
-        {"names": ["web"], "type": "A", "port": 8000, "refresh_interval": "15s"}
-    ]
+    jobs = {job["job_name"]: job for job in yaml.safe_load(path.read_text())["scrape_configs"]}
+    for job, service, port in [
+        ("web", "web", 8000),
+        ("worker", "worker", 9808),
+        ("outbox-relay", "outbox-relay", 9809),
+    ]:
+        assert jobs[job]["dns_sd_configs"] == [
+            {"names": [service], "type": "A", "port": port, "refresh_interval": "15s"}
+        ]
 
 
 def test_stack_prometheus_template_renders_to_a_valid_config(tmp_path):
     promtool = require_binary("promtool")
     template = (PROMETHEUS_DIR / "prometheus.local.yml.template").read_text()
-    targets = '"127.0.0.1:8101", "127.0.0.1:8102"'
-    rendered = string.Template(template).safe_substitute(TARGETS=targets)
+    rendered = string.Template(template).safe_substitute(
+        TARGETS='"127.0.0.1:8101", "127.0.0.1:8102"',
+        WORKER_TARGET='"127.0.0.1:9808"',
+        RELAY_TARGET='"127.0.0.1:9809"',
+    )
     path = tmp_path / "prometheus.yml"
     path.write_text(rendered)
 
     result = run([promtool, "check", "config", str(path)])
 
     assert result.returncode == 0, result.stdout + result.stderr
-    (web,) = yaml.safe_load(rendered)["scrape_configs"]
-    assert web["static_configs"] == [{"targets": ["127.0.0.1:8101", "127.0.0.1:8102"]}]
+    assert "${" not in rendered
+    jobs = {job["job_name"]: job for job in yaml.safe_load(rendered)["scrape_configs"]}
+    assert {name: job["static_configs"] for name, job in jobs.items()} == {
+        "web": [{"targets": ["127.0.0.1:8101", "127.0.0.1:8102"]}],
+        "worker": [{"targets": ["127.0.0.1:9808"]}],
+        "outbox-relay": [{"targets": ["127.0.0.1:9809"]}],
+    }
 
 
 # Dockerfile

@@ -186,6 +186,19 @@ def test_an_export_is_run_by_the_real_worker(stack):
     todos = stack.api.request("GET", download, token=stack.token).json()
     assert "exported" in [todo["title"] for todo in todos]
 
+    # The worker counted the run, and the relay reports no backlog, on their metrics ports.
+    status = stack.status()
+    worker = AppServer(f"http://127.0.0.1:{status['worker']['port']}")
+    relay = AppServer(f"http://127.0.0.1:{status['relay']['port']}")
+    succeeded = {"outcome": "succeeded", "task": "tasks.exports.export_run_task"}
+    deadline = time.monotonic() + 10
+    while worker.metric("todo_scale_celery_tasks_total", **succeeded) < 1:
+        assert time.monotonic() < deadline, "the worker did not count the export"
+        time.sleep(0.1)
+    assert worker.metric("todo_scale_celery_tasks_total", **succeeded) == 1
+    assert worker.metric("todo_scale_celery_task_duration_seconds_count") >= 1
+    assert relay.metric("todo_scale_outbox_unsent") == 0
+
 
 def test_a_rolling_restart_under_load_fails_no_request(stack):
     before = stack.status()

@@ -1,4 +1,8 @@
-"""`manage.py outbox_relay [--once]`: publish outbox rows to the broker (tasks/outbox.py)."""
+"""`manage.py outbox_relay [--once]`: publish outbox rows to the broker (tasks/outbox.py).
+
+With `OUTBOX_METRICS_PORT` set, the polling relay also serves the backlog to Prometheus
+(tasks/metrics.py).
+"""
 
 import signal
 import threading
@@ -6,6 +10,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from tasks.metrics import relay_metrics_serve
 from tasks.outbox import POLL_INTERVAL, outbox_relay, outbox_relay_forever
 
 
@@ -30,5 +35,13 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        metrics = None
+        if settings.OUTBOX_METRICS_PORT:
+            metrics = relay_metrics_serve(port=settings.OUTBOX_METRICS_PORT)
+            self.stdout.write(f"outbox metrics on port {settings.OUTBOX_METRICS_PORT}")
         self.stdout.write(f"relaying outbox rows every {interval:g} s; SIGTERM stops")
-        outbox_relay_forever(stop=stop, poll_interval=interval)
+        try:
+            outbox_relay_forever(stop=stop, poll_interval=interval)
+        finally:
+            if metrics is not None:
+                metrics.shutdown()
