@@ -53,6 +53,17 @@ def only_container(manifest: dict) -> dict:
     return container
 
 
+def container_env(container: dict) -> dict:
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+def pod_storage(manifest: dict) -> tuple[dict, dict]:
+    """The single container's mounts (path → volume name) and the pod's volumes by name."""
+    pod = manifest["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in only_container(manifest)["volumeMounts"]}
+    return mounts, {volume["name"]: volume for volume in pod["volumes"]}
+
+
 def render_nginx_template(**values: str) -> str:
     template = (NGINX_DIR / "todo-scale.conf.template").read_text()
     return string.Template(template).safe_substitute(values)
@@ -166,9 +177,8 @@ def test_web_runs_as_non_root_on_a_read_only_filesystem_with_writable_scratch_di
     web = load_manifest("web-deployment.yaml")
     pod = web["spec"]["template"]["spec"]
     container = only_container(web)
-    env = {item["name"]: item["value"] for item in container["env"]}
-    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    env = container_env(container)
+    mounts, volumes = pod_storage(web)
 
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -242,11 +252,9 @@ def scrape_annotations(port: int) -> dict[str, str]:
 
 def test_worker_pods_serve_their_task_metrics_from_a_multiprocess_dir_on_an_empty_dir():
     worker = load_manifest("worker-deployment.yaml")
-    pod = worker["spec"]["template"]["spec"]
     container = only_container(worker)
-    env = {item["name"]: item["value"] for item in container["env"]}
-    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    env = container_env(container)
+    mounts, volumes = pod_storage(worker)
 
     assert worker["spec"]["template"]["metadata"]["annotations"] == scrape_annotations(9808)
     assert container["ports"] == [{"name": "metrics", "containerPort": 9808}]
@@ -257,7 +265,7 @@ def test_worker_pods_serve_their_task_metrics_from_a_multiprocess_dir_on_an_empt
 def test_relay_pods_serve_the_outbox_backlog():
     relay = load_manifest("outbox-relay-deployment.yaml")
     container = only_container(relay)
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = container_env(container)
 
     assert container["command"] == ["python", "manage.py", "outbox_relay"]
     assert relay["spec"]["template"]["metadata"]["annotations"] == scrape_annotations(9809)
