@@ -1,58 +1,36 @@
 """Settings for every environment, read from environment variables only (12-factor).
 
 With nothing set, the project runs on the embedded default: SQLite, a local-memory cache and
-Celery tasks run eagerly in-process. README.md lists every variable.
+Celery tasks run eagerly in-process. README.md lists every variable; config/environment.py says
+how a value is read, and that a bad one stops the process at start-up.
 """
 
-import os
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.environment import StrictEnv
+from config.redis_databases import refuse_shared_databases
+
 BASE_DIR = Path(__file__).resolve().parent.parent
+env = StrictEnv()
 
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+DATABASE_URL = env.str("DATABASE_URL", default="")
 
-def env_bool(name: str, default: bool = False) -> bool:
-    """Read a true/false variable; anything else is a configuration error, not a silent False."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}")
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from exc
-
-
-DEBUG = env_bool("DJANGO_DEBUG", False)
-
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
-    if not DEBUG and os.environ.get("DATABASE_URL"):
+    if not DEBUG and DATABASE_URL:
         # A shared database means a real deployment: sessions and password-reset tokens signed
         # with a published key could be forged.
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DATABASE_URL is set")
     warnings.warn("DJANGO_SECRET_KEY is not set: using an insecure development key", stacklevel=1)
     SECRET_KEY = "django-insecure-embedded-default-do-not-use-in-production"  # noqa: S105
 
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
     "django_prometheus",
@@ -117,7 +95,7 @@ TEMPLATES = [
 # Persistent connections: opening a Postgres connection per request costs more than the request
 # (throughput fell to 0.4x without them). Health checks drop a connection the server closed.
 # https://docs.djangoproject.com/en/5.2/ref/databases/#persistent-connections
-CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 600)
+CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=600)
 
 
 def database_from_url(url: str) -> dict:
@@ -127,6 +105,13 @@ def database_from_url(url: str) -> dict:
         options = config.setdefault("OPTIONS", {})
         options.setdefault("connect_timeout", 5)
     return config
+
+
+# Milliseconds for any statement on a standby: two seconds, where API reads take milliseconds. A
+# standby can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay is
+# paused or slow, and a read would wait on it indefinitely. Cancelled, the read is taken over by
+# the primary (config/read_routing.py).
+DATABASE_REPLICA_STATEMENT_TIMEOUT = env.int("DATABASE_REPLICA_STATEMENT_TIMEOUT", default=2000)
 
 
 def replica_databases(urls: list[str]) -> dict[str, dict]:
@@ -144,31 +129,21 @@ def replica_databases(urls: list[str]) -> dict[str, dict]:
         # One second: a standby that cannot take a connection by then is treated as down and
         # the read goes to the primary, instead of the request waiting out the primary's 5 s.
         config["OPTIONS"]["connect_timeout"] = 1
-        # Two seconds for any statement on a standby (API reads take milliseconds): a standby
-        # can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay
-        # is paused or slow, and a read would wait on it indefinitely. Cancelled, the read is
-        # taken over by the primary (config/read_routing.py).
-        config["OPTIONS"]["options"] = (
-            f"-c statement_timeout={env_int('DATABASE_REPLICA_STATEMENT_TIMEOUT', 2000)}"
-        )
+        config["OPTIONS"]["options"] = f"-c statement_timeout={DATABASE_REPLICA_STATEMENT_TIMEOUT}"
         config["TEST"] = {"MIRROR": "default"}
         databases[f"replica{number}"] = config
     return databases
 
 
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": database_from_url(os.environ["DATABASE_URL"])}
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
 else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("DJANGO_SQLITE_PATH") or BASE_DIR / "db.sqlite3",
-        }
-    }
+    _sqlite_path = env.str("DJANGO_SQLITE_PATH", default="") or BASE_DIR / "db.sqlite3"
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite_path}}
 
 # Read replicas (README "Read replicas"): reads go to a standby that has replayed the user's last
 # write, everything else to the primary. config/db_router.py is the router.
-DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS")
+DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
 DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
@@ -177,27 +152,26 @@ DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA
 # segment, far more than any burst of API writes, so only a standby that is really stuck (replay
 # paused, a long conflicting query, a broken stream) trips it. Bytes rather than seconds: the
 # replay timestamp ages while the primary is idle, so "seconds behind" lies exactly then.
-DATABASE_REPLICA_MAX_LAG = env_int("DATABASE_REPLICA_MAX_LAG", 16 * 1024 * 1024)
+DATABASE_REPLICA_MAX_LAG = env.int("DATABASE_REPLICA_MAX_LAG", default=16 * 1024 * 1024)
 # Seconds a failed or lagging standby is left out before it is tried again (circuit breaker).
-DATABASE_REPLICA_COOLDOWN = float(os.environ.get("DATABASE_REPLICA_COOLDOWN", "10"))
+DATABASE_REPLICA_COOLDOWN = env.float("DATABASE_REPLICA_COOLDOWN", default=10.0)
 # Seconds each worker process reuses a standby's replay position and health before asking it
 # again: the check then costs one round trip per standby per second per process, not per read.
-DATABASE_REPLICA_CHECK_INTERVAL = float(os.environ.get("DATABASE_REPLICA_CHECK_INTERVAL", "1"))
+DATABASE_REPLICA_CHECK_INTERVAL = env.float("DATABASE_REPLICA_CHECK_INTERVAL", default=1.0)
 # Seconds a user's write position is kept in the cache (GitLab uses 30 s). A standby that has not
 # replayed what the primary had written this long ago is taken out, so an expired mark never lets
 # a read miss the write it stood for.
-DATABASE_STICKING_TTL = env_int("DATABASE_STICKING_TTL", 30)
+DATABASE_STICKING_TTL = env.int("DATABASE_STICKING_TTL", default=30)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, response cache and rate limits (Redis) ---------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
-
-
-def redis_cache(url: str) -> dict:
-    return {
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REDIS_URL:
+    CACHES["default"] = {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": url,
+        "LOCATION": REDIS_URL,
         "OPTIONS": {
             # https://github.com/jazzband/django-redis#pluggable-parsers
             "PARSER_CLASS": "redis.connection._HiredisParser",
@@ -211,32 +185,26 @@ def redis_cache(url: str) -> dict:
         },
     }
 
-
-if REDIS_URL:
-    CACHES = {"default": redis_cache(REDIS_URL)}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 # After a Redis failure, skip Redis for this many seconds (config/redis_breaker.py): a dead
 # Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
 # Redis is back.
-REDIS_COOLDOWN = float(os.environ.get("REDIS_COOLDOWN", "5"))
+REDIS_COOLDOWN = env.float("REDIS_COOLDOWN", default=5.0)
 # Rate-limit counters live in their own database of the cache's Redis, so flushing or evicting
 # the cache never resets a limit (and never the other way round).
-REDIS_RATELIMIT_DB = env_int("REDIS_RATELIMIT_DB", 2)
+REDIS_RATELIMIT_DB = env.int("REDIS_RATELIMIT_DB", default=2)
 
 # Cached API responses need a cache every web process shares: with the local-memory cache of
 # the embedded default, one gunicorn worker could serve a list another worker just changed.
-TODO_RESPONSE_CACHE = env_bool("TODO_RESPONSE_CACHE", bool(REDIS_URL))
+TODO_RESPONSE_CACHE = env.bool("TODO_RESPONSE_CACHE", default=bool(REDIS_URL))
 # A minute: entries of an old generation are unreachable at once; the TTL only bounds memory
 # and how long an entry survives a bump lost while Redis was unreachable.
-TODO_RESPONSE_CACHE_TTL = env_int("TODO_RESPONSE_CACHE_TTL", 60)
+TODO_RESPONSE_CACHE_TTL = env.int("TODO_RESPONSE_CACHE_TTL", default=60)
 
 # "N/second", "N/minute", "N/hour" or "off"; counted in Redis, shared by every replica.
-RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "1200/minute")
-RATE_LIMIT_IP = os.environ.get("RATE_LIMIT_IP", "3000/minute")
+RATE_LIMIT_USER = env.str("RATE_LIMIT_USER", default="1200/minute")
+RATE_LIMIT_IP = env.str("RATE_LIMIT_IP", default="3000/minute")
 # Sign-up and token endpoints, per client IP: a password-guessing guard.
-RATE_LIMIT_AUTH = os.environ.get("RATE_LIMIT_AUTH", "20/minute")
+RATE_LIMIT_AUTH = env.str("RATE_LIMIT_AUTH", default="20/minute")
 
 # --- Password hashing and validation -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -271,44 +239,36 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # --- Proxy and security ------------------------------------------------------------------------
 # Trust X-Forwarded-Host/-Proto only when a proxy we run (nginx, the Kubernetes ingress) sets
 # them; otherwise any client could make the API build URLs on a host of its choosing.
-TRUST_PROXY_HEADERS = env_bool("DJANGO_TRUST_PROXY_HEADERS", False)
+TRUST_PROXY_HEADERS = env.bool("DJANGO_TRUST_PROXY_HEADERS", default=False)
 USE_X_FORWARDED_HOST = TRUST_PROXY_HEADERS
 if TRUST_PROXY_HEADERS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
 if SECURE_SSL_REDIRECT:
     # Behind TLS: the browser must never send the session cookie in clear, and should remember
     # to use HTTPS (one year, the value preload lists ask for).
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31_536_000
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = True
     # Probes arrive over plain HTTP from the kubelet.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (config/health.py).
-METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 X_FRAME_OPTIONS = "DENY"
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- CORS (Todo-Backend contract: any origin may call the API with a token) -------------------
-_cors_origins = env_list("CORS_ALLOWED_ORIGINS", "*")
+_cors_origins = env.list("CORS_ALLOWED_ORIGINS", default=["*"])
 CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Named one by one: a wildcard is ignored by browsers for the Authorization header.
-CORS_ALLOW_HEADERS = (
-    "accept",
-    "authorization",
-    "content-type",
-    "if-match",
-    "if-none-match",
-    "idempotency-key",
-    "x-requested-with",
-)
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-requested-with")
+# ...and those of conditional requests (ETags) and of retried writes (Idempotency-Key).
+CORS_ALLOW_HEADERS += ("if-match", "if-none-match", "idempotency-key")
 CORS_EXPOSE_HEADERS = ("etag", "link", "location", "retry-after")
 # A day: browsers cap it lower anyway; it saves a preflight per request.
 CORS_PREFLIGHT_MAX_AGE = 86_400
@@ -344,42 +304,24 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Todo API knobs ----------------------------------------------------------------------------
-TODO_PAGE_SIZE = env_int("TODO_PAGE_SIZE", 100)
-TODO_MAX_PAGE_SIZE = env_int("TODO_MAX_PAGE_SIZE", 1000)
+TODO_PAGE_SIZE = env.int("TODO_PAGE_SIZE", default=100)
+TODO_MAX_PAGE_SIZE = env.int("TODO_MAX_PAGE_SIZE", default=1000)
 
 # --- Celery: deferred work (README "Deferred work") --------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Task results record failures only (below), in a Redis database of their own.
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "") or None
-
-
-def redis_database(url: str) -> tuple[str, int] | None:
-    """(host:port, database number) of a redis:// URL, or None for any other URL."""
-    parsed = urlsplit(url)
-    if parsed.scheme not in ("redis", "rediss"):
-        return None
-    path = parsed.path.strip("/")
-    return parsed.netloc.rsplit("@", 1)[-1], int(path) if path.isdigit() else 0
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 
 
 # Cache, broker and results never share one Redis database: a full cache evicts keys, and a
 # queued task or a failure record must never be the key it evicts.
-_redis_users = {
-    name: redis_database(url)
-    for name, url in (
-        ("REDIS_URL", REDIS_URL),
-        ("CELERY_BROKER_URL", CELERY_BROKER_URL),
-        ("CELERY_RESULT_BACKEND", CELERY_RESULT_BACKEND or ""),
-    )
-    if redis_database(url)
-}
-if REDIS_URL:
-    _redis_users["REDIS_RATELIMIT_DB"] = (redis_database(REDIS_URL)[0], REDIS_RATELIMIT_DB)
-if len(set(_redis_users.values())) < len(_redis_users):
-    raise ImproperlyConfigured(
-        f"{', '.join(_redis_users)} must each use a Redis database of their own"
-    )
+refuse_shared_databases(
+    cache_url=REDIS_URL,
+    ratelimit_db=REDIS_RATELIMIT_DB,
+    broker_url=CELERY_BROKER_URL,
+    result_backend=CELERY_RESULT_BACKEND,
+)
 
 # No broker configured: run tasks in-process so the embedded default works with one command.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -437,8 +379,8 @@ else:
 # machine (`make worker` twice, the test suite) never fight over one fixed port; every deployment
 # here sets them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web
 # port 8000).
-CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
-OUTBOX_METRICS_PORT = env_int("OUTBOX_METRICS_PORT", 0)
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+OUTBOX_METRICS_PORT = env.int("OUTBOX_METRICS_PORT", default=0)
 # Only failures are stored, for operators (`AsyncResult(id).state`); status a client sees lives
 # in Postgres (exports). A day is long enough to look one up after an alert.
 CELERY_TASK_IGNORE_RESULT = True
@@ -467,19 +409,19 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Email (due-date reminders) ----------------------------------------------------------------
 # The console backend prints mails to the worker's log; production sets the SMTP backend.
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or None
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or None
 # Seconds: a mail server that does not answer fails the send, and the reminder is tried again at
 # the next scan, instead of holding a worker (and the todo's row lock) indefinitely.
 EMAIL_TIMEOUT = 10
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo Scale <todo-scale@localhost>")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Todo Scale <todo-scale@localhost>")
 # A todo with `due_at` is reminded once, this long before it comes due.
-REMINDER_LEAD = timedelta(seconds=env_int("REMINDER_LEAD_SECONDS", 60 * 60))
+REMINDER_LEAD = timedelta(seconds=env.int("REMINDER_LEAD_SECONDS", default=60 * 60))
 
 # --- Logging: one line per record on stdout, collected by the platform ------------------------
 LOGGING = {
@@ -487,6 +429,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

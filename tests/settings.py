@@ -29,18 +29,13 @@ else:
 os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
 
 from config.settings import *  # noqa: F403
-from config.settings import (
-    database_from_url,
-    env_int,
-    env_list,
-    replica_databases,
-)
+from config.settings import database_from_url, env, replica_databases
 
 _url = os.environ.get("TEST_DATABASE_URL")
 if not _url:
     from deploy.local.postgres import start_cluster
 
-    TEST_CLUSTER = start_cluster(replicas=env_int("TEST_REPLICAS", 1))
+    TEST_CLUSTER = start_cluster(replicas=env.int("TEST_REPLICAS", default=1))
     atexit.register(TEST_CLUSTER.stop)
     _url = TEST_CLUSTER.primary_url
     _replica_urls = TEST_CLUSTER.replica_urls
@@ -50,7 +45,7 @@ if not _url:
     os.environ["TEST_DATABASE_REPLICA_URLS"] = ",".join(_replica_urls)
 else:
     TEST_CLUSTER = None
-    _replica_urls = env_list("TEST_DATABASE_REPLICA_URLS")
+    _replica_urls = env.list("TEST_DATABASE_REPLICA_URLS", default=[])
 
 DATABASES = {"default": database_from_url(_url), **replica_databases(_replica_urls)}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if _replica_urls else []

@@ -1,5 +1,6 @@
 """Cross-cutting endpoints and settings: probes, schema, docs, metrics, deploy checks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -123,6 +124,51 @@ def test_bad_boolean_variable_is_a_clear_configuration_error():
 
     assert result.returncode != 0
     assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        # A typo of a boolean must not quietly switch HTTPS redirects off.
+        ("DJANGO_SECURE_SSL_REDIRECT", "ture", "must be true or false, not 'ture'"),
+        ("EMAIL_USE_TLS", "ok", "must be true or false, not 'ok'"),
+        ("DATABASE_CONN_MAX_AGE", "10m", "must be an integer, not '10m'"),
+        ("TODO_PAGE_SIZE", "1.5", "must be an integer, not '1.5'"),
+        ("REDIS_COOLDOWN", "5s", "must be a number, not '5s'"),
+    ],
+)
+def test_bad_typed_variable_stops_the_process_naming_it(variable, value, message):
+    result = run_manage("check", env=clean_env(**{variable: value}))
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{variable} {message}" in result.stderr
+
+
+def test_empty_means_unset_and_values_are_read_as_written():
+    code = (
+        "from django.conf import settings as s; import json; print(json.dumps(["
+        "s.DEBUG, s.TODO_PAGE_SIZE, s.REDIS_COOLDOWN, s.ALLOWED_HOSTS, s.EMAIL_HOST_PASSWORD]))"
+    )
+    env = clean_env(
+        DJANGO_DEBUG="",
+        TODO_PAGE_SIZE="",
+        REDIS_COOLDOWN="",
+        DJANGO_ALLOWED_HOSTS=" api.example.com, ,localhost,",
+        # Not a reference to a variable named "HOME": a password is taken as written.
+        EMAIL_HOST_PASSWORD="$HOME",
+    )
+
+    result = run_manage("shell", "--verbosity", "0", "-c", code, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        False,
+        100,
+        5.0,
+        ["api.example.com", "localhost"],
+        "$HOME",
+    ]
 
 
 def test_cache_and_rate_limits_may_not_share_a_redis_database():
