@@ -101,9 +101,8 @@ CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=600)
 def database_from_url(url: str) -> dict:
     config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.postgresql":
-        # A stuck query must not hold a gunicorn worker forever (milliseconds).
-        options = config.setdefault("OPTIONS", {})
-        options.setdefault("connect_timeout", 5)
+        # A stuck connect must not hold a gunicorn worker forever (seconds).
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     return config
 
 
@@ -266,9 +265,15 @@ CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # Named one by one: a wildcard is ignored by browsers for the Authorization header.
-CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-requested-with")
-# ...and those of conditional requests (ETags) and of retried writes (Idempotency-Key).
-CORS_ALLOW_HEADERS += ("if-match", "if-none-match", "idempotency-key")
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "if-match",
+    "if-none-match",
+    "idempotency-key",
+    "x-requested-with",
+)
 CORS_EXPOSE_HEADERS = ("etag", "link", "location", "retry-after")
 # A day: browsers cap it lower anyway; it saves a preflight per request.
 CORS_PREFLIGHT_MAX_AGE = 86_400
