@@ -31,14 +31,17 @@ from todos.services.reminders import REMINDER_GRACE, todo_remind
 from todos.services.seeding import SEED_USERNAME_PREFIX, SEED_WORDS, todos_seed
 from todos.services.stats import stats_recompute, todo_completion_changed
 from todos.services.todos import (
+    TODO_OPERATOR_FIELDS,
     TODO_WRITABLE_FIELDS,
     PreconditionFailed,
     todo_create,
     todo_delete,
     todo_delete_all,
     todo_delete_checked,
+    todo_operator_update,
     todo_update,
     todo_update_checked,
+    todos_delete,
     todos_set_completed,
 )
 
@@ -52,6 +55,7 @@ __all__ = [
     "REMINDER_GRACE",
     "SEED_USERNAME_PREFIX",
     "SEED_WORDS",
+    "TODO_OPERATOR_FIELDS",
     "TODO_WRITABLE_FIELDS",
     "IdempotencyKeyReused",
     "PreconditionFailed",
@@ -72,9 +76,11 @@ __all__ = [
     "todo_delete",
     "todo_delete_all",
     "todo_delete_checked",
+    "todo_operator_update",
     "todo_remind",
     "todo_update",
     "todo_update_checked",
+    "todos_delete",
     "todos_seed",
     "todos_set_completed",
     "user_register",

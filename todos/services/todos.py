@@ -1,9 +1,11 @@
 """Writes of todos: create, update and delete, checked against `If-Match`, one by one or in bulk.
 
-Each write moves the owners' cache generations (`todos_changed`) and, when completion changes,
-asks for their statistics (`todo_completion_changed`).
+Every path that writes todos, the API's and the admin's alike, goes through here, so each write
+moves the owners' cache generations (`todos_changed`) and, when completion changes, asks for
+their statistics (`todo_completion_changed`).
 """
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -18,6 +20,8 @@ from todos.services.stats import todo_completion_changed
 
 # Fields a client may change; everything else (owner, id, timestamps) is set by the server.
 TODO_WRITABLE_FIELDS = ("title", "completed", "order", "due_at")
+# An operator (the admin) may also move a todo to another owner.
+TODO_OPERATOR_FIELDS = (*TODO_WRITABLE_FIELDS, "owner")
 
 
 class PreconditionFailed(Exception):
@@ -43,15 +47,34 @@ def todo_create(
 @transaction.atomic
 def todo_update(*, todo: Todo, changes: dict) -> Todo:
     """Apply `changes` (a subset of `TODO_WRITABLE_FIELDS`) to `todo` and save only those."""
-    unknown = set(changes) - set(TODO_WRITABLE_FIELDS)
+    return _todo_apply(todo=todo, changes=changes, writable=TODO_WRITABLE_FIELDS)
+
+
+@transaction.atomic
+def todo_operator_update(*, todo_id: int, changes: dict) -> Todo:
+    """An operator's edit: `todo_update` of the todo `todo_id` (any owner's, under a row lock),
+    where `changes` may also hold a new `owner` (see `TODO_OPERATOR_FIELDS`).
+
+    A moved todo leaves one owner's list and counts and joins another's: both owners' cache
+    generations move and both owners' statistics are recomputed. Raises `Todo.DoesNotExist`
+    for a missing id.
+    """
+    todo = Todo.objects.select_for_update().get(pk=todo_id)
+    return _todo_apply(todo=todo, changes=changes, writable=TODO_OPERATOR_FIELDS)
+
+
+def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
+    unknown = set(changes) - set(writable)
     if unknown:
         raise ValueError(f"not writable: {sorted(unknown)}")
+    owner_ids = {todo.owner_id}
     for field, value in changes.items():
         setattr(todo, field, value)
+    owner_ids.add(todo.owner_id)
     todo.save(update_fields=[*changes, "updated_at"])
-    todos_changed(owner_ids=[todo.owner_id])
-    if "completed" in changes:
-        todo_completion_changed(owner_ids=[todo.owner_id])
+    todos_changed(owner_ids=owner_ids)
+    if "completed" in changes or len(owner_ids) > 1:
+        todo_completion_changed(owner_ids=owner_ids)
     return todo
 
 
@@ -91,6 +114,15 @@ def todo_delete_all(*, owner: AbstractBaseUser) -> int:
     """Delete every todo of `owner`; returns how many were deleted."""
     deleted, _ = Todo.objects.filter(owner=owner).delete()
     todos_changed(owner_ids=[owner.pk])
+    return deleted
+
+
+@transaction.atomic
+def todos_delete(*, todos: QuerySet[Todo]) -> int:
+    """Delete every todo in `todos`, whoever owns them; returns how many were deleted."""
+    owner_ids = list(todos.values_list("owner_id", flat=True).distinct())
+    deleted, _ = todos.delete()
+    todos_changed(owner_ids=owner_ids)
     return deleted
 
 
