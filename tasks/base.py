@@ -8,7 +8,7 @@ from celery import Task
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
-from todos import services
+from tasks.deliveries import task_delivery_count
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ReliableTask(Task):
     def _count_delivery(self) -> None:
         request = self.request
         try:
-            deliveries = services.task_delivery_count(task_id=request.id, retries=request.retries)
+            deliveries = task_delivery_count(task_id=request.id, retries=request.retries)
         except (OperationalError, InterfaceError) as exc:
             raise self.retry(exc=exc, countdown=self.retry_countdown()) from exc
         if deliveries > self.max_deliveries:

@@ -1,7 +1,8 @@
 """The outbox relay: publishes committed outbox rows to the broker, then marks them sent.
 
-Services write an `OutboxMessage` in the same transaction as their data (todos/services.py,
-`outbox_enqueue`). One function, `outbox_relay`, publishes unsent rows; three things call it:
+Services write an `OutboxMessage` in the same transaction as their data
+(todos/services/outbox.py, `outbox_enqueue`). One function, `outbox_relay`, publishes unsent
+rows; three things call it:
 
 - The fast path, in the process that committed the rows (`publish_after_commit`, on the
   `outbox_committed` signal): the task is usually on the broker milliseconds after the commit.

@@ -9,7 +9,6 @@ from django.db import OperationalError, connections, transaction
 from django.utils.functional import cached_property
 
 from todos import services
-from todos.cache import todos_changed
 from todos.models import Export, OutboxMessage, Todo
 
 
@@ -104,24 +103,36 @@ class TodoAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     actions = ("mark_completed", "mark_not_completed")
 
-    # The admin's own edit, add and delete paths write rows too: their owners' cached lists must
-    # move to a new generation like after any API write.
+    # The admin's own add, edit and delete paths write through the services, like the API: an
+    # operator's change moves the owners' cached lists to a new generation, marks their
+    # read-your-writes position and, when completion changes, recomputes their statistics.
     def save_model(self, request, obj, form, change):
-        with transaction.atomic():
-            if change and "owner" in form.changed_data:
-                todos_changed(owner_ids=[form.initial["owner"]])
-            super().save_model(request, obj, form, change)
-            todos_changed(owner_ids=[obj.owner_id])
+        if change:
+            changes = {name: form.cleaned_data[name] for name in form.changed_data}
+            saved = services.todo_operator_update(todo_id=obj.pk, changes=changes)
+        else:
+            fields = {
+                name: form.cleaned_data[name]
+                for name in services.TODO_WRITABLE_FIELDS
+                if name in form.cleaned_data
+            }
+            saved = services.todo_create(owner=form.cleaned_data["owner"], **fields)
+        self._adopt(obj, saved)
+
+    @staticmethod
+    def _adopt(obj: Todo, saved: Todo) -> None:
+        """Make the form's instance the row the service saved: the admin logs it, links to it
+        and redirects to it afterwards."""
+        for field in Todo._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
+        obj._state.db = saved._state.db
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            super().delete_model(request, obj)
-            todos_changed(owner_ids=[obj.owner_id])
+        services.todo_delete(todo=obj)
 
     def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            todos_changed(owner_ids=queryset.values_list("owner_id", flat=True).distinct())
-            super().delete_queryset(request, queryset)
+        services.todos_delete(todos=queryset)
 
     @admin.action(description="Mark selected todos as completed")
     def mark_completed(self, request, queryset):

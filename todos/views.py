@@ -174,7 +174,7 @@ class TodoViewSet(viewsets.GenericViewSet):
                     key=key,
                     fingerprint=body_fingerprint(request.data),
                     fields=serializer.validated_data,
-                    render=lambda todo: self.get_serializer(todo).data,
+                    todo_url_prefix=self.todo_url_prefix(),
                 )
             except services.IdempotencyKeyReused:
                 raise IdempotencyKeyReused() from None

@@ -9,10 +9,11 @@ from django.db import OperationalError
 
 from tasks import outbox
 from tasks.exports import export_run_task
+from tasks.models import TaskDelivery
 from tests.factories import TodoFactory
 from tests.tasks.conftest import wait_for
 from todos import services
-from todos.models import Export, ExportChunk, OutboxMessage, TaskDelivery
+from todos.models import Export, ExportChunk, OutboxMessage
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

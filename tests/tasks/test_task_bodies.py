@@ -12,6 +12,7 @@ from django.utils import timezone
 from config.celery import app as celery_app
 from tasks.base import ReliableTask
 from tasks.housekeeping import housekeeping_purge_task
+from tasks.models import TaskDelivery
 from tasks.reminders import reminders_scan_task
 from tasks.stats import stats_recompute_task
 from tests.factories import TodoFactory, UserFactory
@@ -21,7 +22,6 @@ from todos.models import (
     ExportChunk,
     IdempotencyKey,
     OutboxMessage,
-    TaskDelivery,
     Todo,
     UserStats,
 )

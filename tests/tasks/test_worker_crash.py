@@ -5,8 +5,9 @@ import json
 
 import pytest
 
+from tasks.models import TaskDelivery
 from tests.tasks.conftest import api_todo_list, celery_worker_argv, seed_todos, wait_for
-from todos.models import Export, ExportChunk, OutboxMessage, TaskDelivery
+from todos.models import Export, ExportChunk, OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,8 +1,11 @@
-"""The admin changelist as the server renders it: filters, actions and bounded counting."""
+"""The admin as the server renders it: filters, actions, bounded counting, and operators' edits
+reaching API clients like their own writes."""
 
 import pytest
 
+from tests.conftest import api_client_for
 from tests.factories import TodoFactory, UserFactory
+from todos import services
 from todos.admin import EstimatedCountPaginator
 from todos.models import Todo
 
@@ -78,8 +81,6 @@ def test_paginator_counts_exactly_when_it_is_fast():
 
 
 def test_operators_can_see_the_outbox_and_exports_but_not_change_them(operator_client):
-    from todos import services
-
     owner = UserFactory(username="exporter")
     services.export_create(owner=owner, export_format="json", todo_url_prefix="http://x/")
 
@@ -91,3 +92,85 @@ def test_operators_can_see_the_outbox_and_exports_but_not_change_them(operator_c
     assert exports.status_code == 200
     assert [export.owner.username for export in exports.context["cl"].result_list] == ["exporter"]
     assert add.status_code == 403
+
+
+def change_form(todo: Todo, **changes) -> dict:
+    """The admin change form of `todo` as the browser posts it, with `changes` applied."""
+    data = {
+        "owner": todo.owner_id,
+        "title": todo.title,
+        "completed": todo.completed,
+        "order": "" if todo.order is None else todo.order,
+        "due_at_0": "",
+        "due_at_1": "",
+        "_save": "Save",
+        **changes,
+    }
+    if not data.pop("completed"):
+        return data
+    return {**data, "completed": "on"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admin_edit_of_completed_reaches_the_cached_list_and_the_stats(operator_client, api):
+    # Transactional: the cache generation moves, and the stats task runs (eagerly, no broker
+    # configured), only once the admin's transaction really commits.
+    todo = TodoFactory(owner=api.user, title="pay rent", completed=False)
+    # Stored statistics, as after any earlier completion: from now on they change only when the
+    # stats task recounts them.
+    services.stats_recompute(owner_id=api.user.pk)
+    assert api.get("/api/stats").json()["completed"] == 0
+    api.get("/api/todos")
+    assert api.get("/api/todos")["X-Cache"] == "hit"
+
+    response = operator_client.post(
+        f"/admin/todos/todo/{todo.pk}/change/", change_form(todo, completed=True)
+    )
+
+    assert response.status_code == 302
+    listed = api.get("/api/todos")
+    assert listed["X-Cache"] == "miss"
+    assert [item["completed"] for item in listed.json()] == [True]
+    stats = api.get("/api/stats").json()
+    assert (stats["total"], stats["completed"]) == (1, 1)
+    assert stats["computed_at"] is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_moving_a_todo_to_another_owner_updates_both_owners(operator_client, api, other_api):
+    todo = TodoFactory(owner=api.user, title="shared chore", completed=True)
+    for user in (api.user, other_api.user):
+        services.stats_recompute(owner_id=user.pk)
+    api.get("/api/todos")
+    other_api.get("/api/todos")
+
+    response = operator_client.post(
+        f"/admin/todos/todo/{todo.pk}/change/", change_form(todo, owner=other_api.user.pk)
+    )
+
+    assert response.status_code == 302
+    assert api.get("/api/todos").json() == []
+    assert [item["title"] for item in other_api.get("/api/todos").json()] == ["shared chore"]
+    assert api.get("/api/stats").json()["total"] == 0
+    assert other_api.get("/api/stats").json()["completed"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_add_and_delete_reach_the_cached_list(operator_client):
+    owner = UserFactory(username="carol")
+    api = api_client_for(owner)
+    assert api.get("/api/todos").json() == []
+
+    added = operator_client.post(
+        "/admin/todos/todo/add/", change_form(Todo(owner=owner, title="added by an operator"))
+    )
+
+    assert added.status_code == 302
+    todo = Todo.objects.get()
+    assert added["Location"] == "/admin/todos/todo/"
+    assert [item["title"] for item in api.get("/api/todos").json()] == ["added by an operator"]
+
+    deleted = operator_client.post(f"/admin/todos/todo/{todo.pk}/delete/", {"post": "yes"})
+
+    assert deleted.status_code == 302
+    assert api.get("/api/todos").json() == []

@@ -1,0 +1,62 @@
+"""Reads of exports: an owner's export and its file's chunks, and the todos a worker writes."""
+
+from collections.abc import Iterator
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Q
+
+from todos.models import Export, ExportChunk, Todo
+from todos.representation import todo_rows
+
+
+def export_get(*, owner: AbstractBaseUser, export_id: int, using: str | None = None) -> Export:
+    """The export `export_id` of `owner` (from the database `using`, if given); raises
+    `Export.DoesNotExist` for a missing or foreign id."""
+    return Export.objects.using(using).get(owner=owner, pk=export_id)
+
+
+def export_chunk_ids(*, export: Export) -> list[int]:
+    """The primary keys of `export`'s chunks in file order, read where `export` was read."""
+    return list(
+        ExportChunk.objects.using(export._state.db)
+        .filter(export=export)
+        .order_by("index")
+        .values_list("pk", flat=True)
+    )
+
+
+def export_chunk_data(*, chunk_id: int) -> bytes:
+    """One chunk's bytes, from the primary (the download reads a finished export there)."""
+    data = (
+        ExportChunk.objects.using(DEFAULT_DB_ALIAS).values_list("data", flat=True).get(pk=chunk_id)
+    )
+    return bytes(data)
+
+
+def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[dict]]:
+    """All todos of `owner_id` in the API's default order (created_at, id), `batch_size` at a time,
+    as rows of the represented columns (todos/representation.py).
+
+    Keyset-paged on the (owner, created_at, id) index, so memory stays at one batch and no
+    server-side cursor is held open. Read from the primary: a task carries no read-your-writes
+    position yet (config/read_routing.py routes web requests only), and an export must include
+    the todo created just before it was asked for.
+    """
+    todos = todo_rows(
+        Todo.objects.using(DEFAULT_DB_ALIAS).filter(owner_id=owner_id).order_by("created_at", "id")
+    )
+    last = None
+    while True:
+        page = todos
+        if last is not None:
+            page = todos.filter(
+                Q(created_at__gt=last["created_at"])
+                | Q(created_at=last["created_at"], id__gt=last["id"])
+            )
+        batch = list(page[:batch_size])
+        if batch:
+            yield batch
+        if len(batch) < batch_size:
+            return
+        last = batch[-1]

@@ -1,0 +1,135 @@
+"""Writes of todos: create, update and delete, checked against `If-Match`, one by one or in bulk.
+
+Every path that writes todos, the API's and the admin's alike, goes through here, so each write
+moves the owners' cache generations (`todos_changed`) and, when completion changes, asks for
+their statistics (`todo_completion_changed`).
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from todos import conditional
+from todos.cache import todos_changed
+from todos.models import Todo
+from todos.services.stats import todo_completion_changed
+
+# Fields a client may change; everything else (owner, id, timestamps) is set by the server.
+TODO_WRITABLE_FIELDS = ("title", "completed", "order", "due_at")
+# An operator (the admin) may also move a todo to another owner.
+TODO_OPERATOR_FIELDS = (*TODO_WRITABLE_FIELDS, "owner")
+
+
+class PreconditionFailed(Exception):
+    """Raised when `If-Match` names a version of the todo that is no longer current."""
+
+
+@transaction.atomic
+def todo_create(
+    *,
+    owner: AbstractBaseUser,
+    title: str,
+    completed: bool = False,
+    order: int | None = None,
+    due_at: datetime | None = None,
+) -> Todo:
+    todo = Todo.objects.create(
+        owner=owner, title=title, completed=completed, order=order, due_at=due_at
+    )
+    todos_changed(owner_ids=[owner.pk])
+    return todo
+
+
+@transaction.atomic
+def todo_update(*, todo: Todo, changes: dict) -> Todo:
+    """Apply `changes` (a subset of `TODO_WRITABLE_FIELDS`) to `todo` and save only those."""
+    return _todo_apply(todo=todo, changes=changes, writable=TODO_WRITABLE_FIELDS)
+
+
+@transaction.atomic
+def todo_operator_update(*, todo_id: int, changes: dict) -> Todo:
+    """An operator's edit: `todo_update` of the todo `todo_id` (any owner's, under a row lock),
+    where `changes` may also hold a new `owner` (see `TODO_OPERATOR_FIELDS`).
+
+    A moved todo leaves one owner's list and counts and joins another's: both owners' cache
+    generations move and both owners' statistics are recomputed. Raises `Todo.DoesNotExist`
+    for a missing id.
+    """
+    todo = Todo.objects.select_for_update().get(pk=todo_id)
+    return _todo_apply(todo=todo, changes=changes, writable=TODO_OPERATOR_FIELDS)
+
+
+def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
+    unknown = set(changes) - set(writable)
+    if unknown:
+        raise ValueError(f"not writable: {sorted(unknown)}")
+    owner_ids = {todo.owner_id}
+    for field, value in changes.items():
+        setattr(todo, field, value)
+    owner_ids.add(todo.owner_id)
+    todo.save(update_fields=[*changes, "updated_at"])
+    todos_changed(owner_ids=owner_ids)
+    if "completed" in changes or len(owner_ids) > 1:
+        todo_completion_changed(owner_ids=owner_ids)
+    return todo
+
+
+@transaction.atomic
+def todo_delete(*, todo: Todo) -> None:
+    todo.delete()
+    todos_changed(owner_ids=[todo.owner_id])
+
+
+@transaction.atomic
+def todo_update_checked(
+    *, owner: AbstractBaseUser, todo_id: int, changes: dict, if_match: str | None
+) -> Todo:
+    """`todo_update` under a row lock, refused when `if_match` names a stale version.
+
+    The lock makes check-and-write atomic: of two clients that send the same `If-Match`
+    together, the second waits for the first, then sees a new version and gets
+    `PreconditionFailed`. Raises `Todo.DoesNotExist` for a missing or foreign id.
+    """
+    todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
+    if not conditional.match(if_match, conditional.todo_etag(todo)):
+        raise PreconditionFailed
+    return todo_update(todo=todo, changes=changes)
+
+
+@transaction.atomic
+def todo_delete_checked(*, owner: AbstractBaseUser, todo_id: int, if_match: str | None) -> None:
+    """`todo_delete` under a row lock, refused when `if_match` names a stale version."""
+    todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
+    if not conditional.match(if_match, conditional.todo_etag(todo)):
+        raise PreconditionFailed
+    todo_delete(todo=todo)
+
+
+@transaction.atomic
+def todo_delete_all(*, owner: AbstractBaseUser) -> int:
+    """Delete every todo of `owner`; returns how many were deleted."""
+    deleted, _ = Todo.objects.filter(owner=owner).delete()
+    todos_changed(owner_ids=[owner.pk])
+    return deleted
+
+
+@transaction.atomic
+def todos_delete(*, todos: QuerySet[Todo]) -> int:
+    """Delete every todo in `todos`, whoever owns them; returns how many were deleted."""
+    owner_ids = list(todos.values_list("owner_id", flat=True).distinct())
+    deleted, _ = todos.delete()
+    todos_changed(owner_ids=owner_ids)
+    return deleted
+
+
+@transaction.atomic
+def todos_set_completed(*, todos: QuerySet[Todo], completed: bool) -> int:
+    """Mark every todo in `todos` completed (or not) in one UPDATE; returns the row count."""
+    owner_ids = list(todos.values_list("owner_id", flat=True).distinct())
+    todos_changed(owner_ids=owner_ids)
+    todo_completion_changed(owner_ids=owner_ids)
+    return todos.update(completed=completed, updated_at=timezone.now())
