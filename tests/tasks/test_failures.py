@@ -10,7 +10,7 @@ from django.db import OperationalError
 from tasks import outbox
 from tasks.exports import export_run_task
 from tests.factories import TodoFactory
-from tests.tasks.conftest import wait_for
+from tests.services import wait_for
 from todos import services
 from todos.models import Export, ExportChunk, OutboxMessage, TaskDelivery
 
