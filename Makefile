@@ -65,7 +65,7 @@ beat: venv ## run Celery beat, exactly one per deployment (reminders, relay, hou
 relay: venv ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
 	$(PY) manage.py outbox_relay
 
-# The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack.py does
+# The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack/ does
 # the work. REPLICAS, PORT and STACK_DIR are read from the environment.
 stack: venv ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
 	$(PY) -m deploy.local.stack start

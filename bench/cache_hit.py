@@ -15,21 +15,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import (
-    NGINX,
-    RESULTS,
-    ROOT,
-    children,
-    manage,
-    project_env,
-    seed_user,
-    static_nginx,
-)
+from bench.processes import RESULTS, children, manage, project_env, seed_user, static_nginx
+from deploy.local.gunicorn import Gunicorn, start_gunicorn
+from deploy.local.nginx import binary as nginx_binary
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
@@ -68,24 +60,16 @@ def wrk(url: str, token: str | None, seconds: int, connections: int) -> dict:
     }
 
 
-def serve(env: dict, port: int, workers: int) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "-b", f"127.0.0.1:{port}", "--max-requests", "0", "config.wsgi:application"],
-        # No worker recycling here: a recycled worker takes its CPU time with it.
-        cwd=ROOT, env={**env, "WEB_CONCURRENCY": str(workers)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return process
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.1)
+def serve(env: dict, port: int, workers: int) -> Gunicorn:
+    """gunicorn on `port`, once it answers /healthz."""
+    # No worker recycling here: a recycled worker takes its CPU time with it.
+    return start_gunicorn(
+        env=env,
+        port=port,
+        workers=workers,
+        extra_args=["--max-requests", "0"],
+        ready_path="/healthz",
+    )
 
 
 def measure(name, url, token, pids_of, seconds, connections) -> dict:
@@ -98,7 +82,7 @@ def measure(name, url, token, pids_of, seconds, connections) -> dict:
 
 
 def nginx_ceiling(body: bytes, seconds: int, connections: int) -> dict | None:
-    if not Path(NGINX).exists():
+    if not Path(nginx_binary()).exists():
         return None
     with static_nginx(body) as (url, process):
         return measure(
@@ -134,8 +118,7 @@ def main() -> None:
             ("miss path (DRF + Postgres, cache off)", {"TODO_RESPONSE_CACHE": "false"}),
         ):
             port = free_port()
-            process = serve({**base, **extra}, port, args.workers)
-            try:
+            with serve({**base, **extra}, port, args.workers) as process:
                 url = f"http://127.0.0.1:{port}/api/todos"
                 results.append(
                     measure(
@@ -150,9 +133,6 @@ def main() -> None:
                 body = urllib.request.urlopen(
                     urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
                 ).read()
-            finally:
-                process.terminate()
-                process.wait()
         ceiling = nginx_ceiling(body, args.seconds, args.connections)
         if ceiling:
             results.append(ceiling)

@@ -14,18 +14,17 @@ Results go to bench/results/exports.md and .json. Run `.venv/bin/python -m bench
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 
-from bench.processes import RESULTS, ROOT, children, manage, project_env
+from bench.processes import RESULTS, children, manage, project_env
+from deploy.local._proc import spawn, stop_group
+from deploy.local.celery_worker import STOP_TIMEOUT, worker_argv
 from deploy.local.postgres import start_cluster
 from deploy.local.rabbitmq import start_rabbitmq
 
@@ -57,24 +56,15 @@ def wait(predicate, timeout: float, what: str):
 
 
 def start_worker(env: dict, log: Path) -> tuple[subprocess.Popen, int]:
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "prefork",
-             "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    worker = spawn(worker_argv(quick_start=True), env=env, log=log)
     wait(lambda: b"ready." in log.read_bytes(), 60, "the worker")
     (child,) = wait(lambda: children(worker.pid), 10, "the worker's child")
     return worker, child
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
-    os.killpg(worker.pid, signal.SIGTERM)
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait()
+    """A warm shutdown: SIGTERM to the main process, SIGKILL for the group if it lingers."""
+    stop_group(worker.pid, timeout=STOP_TIMEOUT, proc=worker, leader_only=True)
 
 
 def run_export(env: dict, db_url: str, fmt: str, log: Path) -> dict:

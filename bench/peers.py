@@ -40,7 +40,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,10 +50,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
+from typing import Protocol
 
 from bench.cache_hit import cpu_seconds, process_tree, serve, wrk
-from bench.processes import RESULTS, ROOT, manage, nginx, project_env, seed_user, static_nginx
+from bench.processes import RESULTS, manage, nginx, project_env, seed_user, static_nginx
+from deploy.local._proc import spawn, stop_group
+from deploy.local.nginx import render_template
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
@@ -199,25 +200,11 @@ def summarize(name: str, rounds: list[dict]) -> dict:
     return {"name": name, **summary, "rounds": rounds}
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    """End a server started in its own session, workers included, even if its master hangs."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    # Workers of a master that exited first (Node's cluster) must not outlive the run.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 @contextlib.contextmanager
 def started(argv: list[str], cwd: Path, env: dict, ready_url: str) -> Iterator[subprocess.Popen]:
     log = cwd / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    log.unlink(missing_ok=True)
+    process = spawn(argv, env=env, log=log, cwd=cwd)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -230,7 +217,8 @@ def started(argv: list[str], cwd: Path, env: dict, ready_url: str) -> Iterator[s
                 time.sleep(0.1)
         yield process
     finally:
-        stop_group(process)
+        # Every member of the group: a Node cluster's workers must not outlive their master.
+        stop_group(process.pid, timeout=10, proc=process)
 
 
 def copy_peer(source: Path, destination: Path) -> Path:
@@ -325,7 +313,14 @@ def fastapi_seed(work: Path, cluster) -> Iterator[Target]:
         )
 
 
-def tree_of(*processes: subprocess.Popen) -> Callable[[], list[int]]:
+class Process(Protocol):
+    """A started server: a Popen, or a launcher's Gunicorn or Nginx."""
+
+    @property
+    def pid(self) -> int: ...
+
+
+def tree_of(*processes: Process) -> Callable[[], list[int]]:
     return lambda: [pid for process in processes for pid in process_tree(process.pid)]
 
 
@@ -347,31 +342,15 @@ def todo_scale(name: str, origin: str, token: str, *processes: subprocess.Popen)
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict, workers: int) -> Iterator[tuple[str, subprocess.Popen]]:
-    port = free_port()
-    process = serve(env, port, workers)
-    try:
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        process.wait()
-
-
-@contextlib.contextmanager
 def behind_nginx(env: dict, workers: int) -> Iterator[tuple]:
     """The deployment's nginx config (least_conn, keepalive, retries) over 2 gunicorn replicas."""
     with contextlib.ExitStack() as stack:
-        replicas = [stack.enter_context(gunicorn(env, workers)) for _ in range(2)]
+        replicas = [stack.enter_context(serve(env, free_port(), workers)) for _ in range(2)]
         prefix = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        prefix.chmod(0o755)  # nginx's workers run as an unprivileged user
         port = free_port()
-        template = (ROOT / "deploy" / "nginx" / "todo-scale.conf.template").read_text()
-        upstreams = " ".join(f"server {origin.removeprefix('http://')};" for origin, _ in replicas)
-        (prefix / "nginx.conf").write_text(
-            Template(template).safe_substitute(NGINX_PORT=port, UPSTREAM_SERVERS=upstreams)
-        )
-        proxy = stack.enter_context(nginx(prefix, port))
-        yield (f"http://127.0.0.1:{port}", proxy, *(process for _, process in replicas))
+        config = render_template(port, [(replica.port, False) for replica in replicas])
+        proxy = stack.enter_context(nginx(prefix, port, config))
+        yield (f"http://127.0.0.1:{port}", proxy, *replicas)
 
 
 def correctness(row: dict) -> str:
@@ -475,10 +454,12 @@ def main() -> None:
         # Every server runs for the whole measurement (idle ones cost next to nothing), so the
         # rounds can take turns.
         targets: dict[str, Target] = {}
-        origin, hit_server = stack.enter_context(gunicorn(hit, WORKERS))
+        hit_server = stack.enter_context(serve(hit, free_port(), WORKERS))
+        origin = hit_server.url
         body = request(f"{origin}/api/todos", token)[0]
         targets["hit"] = todo_scale("Todo Scale, gateway hit (Redis)", origin, token, hit_server)
-        origin, miss_server = stack.enter_context(gunicorn(miss, WORKERS))
+        miss_server = stack.enter_context(serve(miss, free_port(), WORKERS))
+        origin = miss_server.url
         targets["miss"] = todo_scale(
             "Todo Scale, miss path (DRF + Postgres)", origin, token, miss_server
         )

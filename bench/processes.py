@@ -3,19 +3,17 @@
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from deploy.local.ports import free_port, port_open
+from deploy.local._proc import ROOT
+from deploy.local.nginx import Nginx
+from deploy.local.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def project_env(**extra: str) -> dict:
@@ -49,47 +47,36 @@ def seed_user(env: dict, username: str, count: int) -> str:
     """Create `username` with `count` todos titled "todo 0".. (order = index); return its token."""
     token = manage(env, "create_api_user", username)
     manage(env, "shell", "-c", (
-        "from django.contrib.auth.models import User; from todos.models import Todo;"
-        f"u = User.objects.get(username={username!r});"
-        "Todo.objects.bulk_create(Todo(owner=u, title=f'todo {i}', order=i) "
-        f"for i in range({count}))"
+        "from django.contrib.auth.models import User; from deploy.local.seed import seed_todos;"
+        f"seed_todos(User.objects.get(username={username!r}), {count})"
     ))  # fmt: skip
     return token
 
 
 @contextlib.contextmanager
-def nginx(prefix: Path, port: int) -> Iterator[subprocess.Popen]:
-    """nginx running `prefix`/nginx.conf (listening on `port`) until the block ends."""
-    # In the foreground, so that this process is the master and terminating it stops nginx.
-    process = subprocess.Popen(
-        [NGINX, "-p", f"{prefix}/", "-c", "nginx.conf", "-e", "stderr", "-g", "daemon off;"]
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not port_open(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not listen on {port}")
-            time.sleep(0.05)
-        yield process
-    finally:
-        process.terminate()
-        process.wait()
+def nginx(prefix: Path, port: int, config: str) -> Iterator[Nginx]:
+    """nginx running `config` as `prefix`/nginx.conf (listening on `port`) until the block ends."""
+    with Nginx(prefix, port, error_log="error.log") as server:
+        server.prepare()
+        server.configure(config)
+        server.start(log=prefix / "nginx.log")
+        server.wait_ready()
+        yield server
 
 
 @contextlib.contextmanager
-def static_nginx(body: bytes) -> Iterator[tuple[str, subprocess.Popen]]:
+def static_nginx(body: bytes) -> Iterator[tuple[str, Nginx]]:
     """nginx (2 workers, one per core) answering every path with `body` from a file."""
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        root.chmod(0o755)  # nginx's workers run as an unprivileged user
         (root / "todos.json").write_bytes(body)
         (root / "todos.json").chmod(0o644)
         port = free_port()
-        (root / "nginx.conf").write_text(
+        config = (
             f"worker_processes 2; pid {root}/nginx.pid; error_log {root}/error.log;"
             f"events {{ worker_connections 1024; }}"
             f"http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {root};"
             f"location / {{ default_type application/json; try_files /todos.json =404; }} }} }}"
         )
-        with nginx(root, port) as process:
-            yield f"http://127.0.0.1:{port}/", process
+        with nginx(root, port, config) as server:
+            yield f"http://127.0.0.1:{port}/", server

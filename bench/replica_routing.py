@@ -28,6 +28,7 @@ from pathlib import Path
 
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
+from deploy.local.seed import seed_todos
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -69,7 +70,7 @@ def measure(repeat: int) -> dict:
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(username="bench")
-    Todo.objects.bulk_create(Todo(owner=user, title=f"todo {i}") for i in range(100))
+    seed_todos(user, 100)
     health = replica_health()
     health.refresh(force=True)
     # Every standby in the cached answer, and no further check due while the decision is timed.

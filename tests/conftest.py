@@ -5,6 +5,10 @@ from rest_framework.test import APIClient
 
 from tests.factories import TokenFactory, UserFactory
 
+# The fixtures that start real services (RabbitMQ, workers, child processes) and hand out the
+# suite's own Postgres cluster.
+pytest_plugins = ["tests.services"]
+
 
 def api_client_for(user) -> APIClient:
     """An API client sending `Authorization: Token <key>` for `user`, as scripts do."""

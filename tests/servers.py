@@ -1,9 +1,7 @@
 """The project served by real gunicorn processes, and a small HTTP client for tests."""
 
 import json
-import subprocess
-import sys
-import time
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,9 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.ports import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from deploy.local.gunicorn import start_gunicorn
 
 
 @dataclass
@@ -60,27 +56,9 @@ class AppServer:
 @contextmanager
 def gunicorn(env: dict, workers: int = 2) -> Iterator[AppServer]:
     """gunicorn with deploy/gunicorn.conf.py serving config.wsgi, as `make run` and every web
-    replica run it; stopped (and its workers with it) when the block ends."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "-b", f"127.0.0.1:{port}", "config.wsgi:application"],
-        cwd=ROOT, env={**env, "WEB_CONCURRENCY": str(workers)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    server = AppServer(f"http://127.0.0.1:{port}")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if server.request("GET", "/healthz").status == 200:
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise RuntimeError(process.stderr.read().decode()[-3000:]) from None
-                time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    replica run it (deploy/local/gunicorn.py); stopped (and its workers with it) when the block
+    ends."""
+    with tempfile.TemporaryDirectory(prefix="gunicorn-") as directory:
+        log = Path(directory) / "gunicorn.log"
+        with start_gunicorn(env=env, workers=workers, log=log, ready_path="/healthz") as server:
+            yield AppServer(server.url)

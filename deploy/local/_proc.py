@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 IS_ROOT = os.geteuid() == 0
+# The project: the working directory of every Django process a launcher starts.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServiceError(RuntimeError):
@@ -130,33 +132,98 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def stop_group(pgid: int, *, timeout: float, proc: subprocess.Popen | None = None) -> None:
+def stop_group(
+    pgid: int,
+    *,
+    timeout: float,
+    proc: subprocess.Popen | None = None,
+    leader_only: bool = False,
+    belongs: Callable[[int], bool] | None = None,
+    before_kill: Callable[[], None] | None = None,
+) -> None:
     """SIGTERM a process group, SIGKILL whatever is left after `timeout`, and wait for the end.
 
-    runuser is spared the SIGTERM: on a signal it forwards it, sleeps 2 s and then SIGKILLs its
-    child whether or not that child is still shutting down cleanly. It exits with its child.
+    With `leader_only` only the leader gets the SIGTERM (while it lives): gunicorn's master,
+    Celery's main process and nginx's master shut their children down gracefully themselves;
+    signalled directly, a child would drop its request or task on the floor. Otherwise every
+    member gets it, but runuser is spared: on a signal it forwards it, sleeps 2 s and then
+    SIGKILLs its child whether or not that child is still shutting down cleanly. It exits with
+    its child. `belongs` narrows the group to the processes that are really ours (a pid read
+    from a state file may since have been reused); `before_kill` runs before the SIGKILL.
     """
-    members = group_members(pgid)
-    targets = [pid for pid in members if not cmdline(pid).startswith("runuser ")]
-    for pid in targets or members:
+
+    def members() -> list[int]:
+        if proc is not None:
+            proc.poll()
+        return [pid for pid in group_members(pgid) if belongs is None or belongs(pid)]
+
+    current = members()
+    if not current:
+        return
+    if leader_only and pgid in current:
+        targets = [pgid]
+    else:
+        targets = [pid for pid in current if not cmdline(pid).startswith("runuser ")] or current
+    for pid in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     try:
-        wait_until(lambda: _reap(proc) and not group_members(pgid), timeout=timeout, what="exit")
+        wait_until(lambda: not members(), timeout=timeout, what=f"process group {pgid} to exit")
     except TimeoutError:
-        signal_group(pgid, signal.SIGKILL)
-        wait_until(lambda: _reap(proc) and not group_members(pgid), timeout=10, what="kill")
-
-
-def _reap(proc: subprocess.Popen | None) -> bool:
+        if before_kill is not None:
+            before_kill()
+        for pid in members():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not members(), timeout=10, what=f"process group {pgid} to die")
     if proc is not None:
-        proc.poll()
-    return True
+        # Reaped, so that its exit status is known and no zombie is left behind.
+        proc.wait(timeout=10)
+
+
+def spawn(
+    argv: Sequence[str], *, env: dict[str, str] | None, log: Path | None, cwd: Path = ROOT
+) -> subprocess.Popen:
+    """Start a process in a session of its own, its output appended to `log` (else discarded).
+
+    A session of its own: stop_group() signals the whole group, a Ctrl-C in the caller's
+    terminal does not reach it, and a caller reading our output through a pipe (make, a shell
+    capturing a CLI's assignments) does not wait on one the process inherited.
+    """
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(log.open("ab")) if log is not None else subprocess.DEVNULL
+        return subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_started(
+    alive: Callable[[], bool],
+    ready: Callable[[], bool],
+    *,
+    name: str,
+    what: str,
+    timeout: float,
+    log: Path | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Wait until `ready`; raise ServiceError with the log's tail if the process dies or is late."""
+
+    def check() -> bool:
+        if not alive():
+            raise ServiceError(f"{name} exited during start-up\n{log_tail(log)}")
+        return ready()
+
+    try:
+        wait_until(check, timeout=timeout, what=what, interval=interval)
+    except TimeoutError as exc:
+        raise ServiceError(f"{exc}\n{log_tail(log)}") from None
 
 
 def cmdline(pid: int) -> str:

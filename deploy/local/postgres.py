@@ -1,6 +1,7 @@
 """A private Postgres primary with streaming hot standbys, on free loopback ports.
 
     python -m deploy.local.postgres start --dir D [--replicas N] [--dbname NAME]
+    python -m deploy.local.postgres status --dir D
     python -m deploy.local.postgres stop --dir D
 
 `start` prints PRIMARY_URL=... and REPLICA_URLS=... (comma-separated) as shell assignments.
@@ -12,7 +13,6 @@ import argparse
 import contextlib
 import functools
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -30,15 +30,12 @@ from deploy.local._proc import (
     ServiceError,
     as_user,
     pid_alive,
-    prepare_dir,
-    read_state,
     run,
     wait_until,
-    write_state,
 )
 from deploy.local.ports import free_ports
+from deploy.local.service import LocalService, service_cli, service_dir
 
-STATE_FILE = "postgres.json"
 USER = "postgres"
 # pg_ctl's own limit; a start that has not finished by then is broken, not slow.
 PG_CTL_TIMEOUT = 30
@@ -72,8 +69,14 @@ def _pg(tool: str, *args: str) -> list[str]:
 
 
 @dataclass
-class PostgresCluster:
-    """One primary and its hot standbys, all local; `stop()` (or leaving `with`) ends them."""
+class PostgresCluster(LocalService):
+    """One primary and its hot standbys, all local; `stop()` (or leaving `with`) ends them.
+
+    A cluster has no stopped-but-kept state: stop() is close(), and removes the data.
+    """
+
+    STATE_FILE = "postgres.json"
+    WHAT = "Postgres cluster"
 
     base_dir: Path
     primary_port: int
@@ -91,6 +94,17 @@ class PostgresCluster:
     @property
     def replica_urls(self) -> list[str]:
         return [self.url(port) for port in self.replica_ports]
+
+    def assignments(self, dbname: str = "postgres") -> dict[str, str]:
+        urls = [self.url(port, dbname) for port in self.replica_ports]
+        return {"PRIMARY_URL": self.url(dbname=dbname), "REPLICA_URLS": ",".join(urls)}
+
+    def state(self) -> dict[str, Any]:
+        return {"primary_port": self.primary_port, "replica_ports": self.replica_ports}
+
+    @property
+    def running(self) -> bool:
+        return postmaster_pid(self.primary_dir) is not None
 
     @property
     def primary_dir(self) -> Path:
@@ -212,7 +226,7 @@ class PostgresCluster:
         for index in range(len(self.replica_ports)):
             # A paused standby is harmless to stop, but the pause must not outlive this object
             # if someone restarts the directory by hand.
-            if _postmaster_pid(self.replica_dir(index)) is not None:
+            if postmaster_pid(self.replica_dir(index)) is not None:
                 try:
                     with self.connect(index, timeout=2) as conn:
                         conn.execute("SELECT pg_wal_replay_resume()")
@@ -225,44 +239,21 @@ class PostgresCluster:
                 errors.append(str(exc))
         if errors:
             raise ServiceError("\n".join(errors))
+        self.discard()
+
+    close = stop
+
+    def discard(self) -> None:
         if self.owns_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
         elif self.base_dir.exists():
             # The caller's directory: keep the logs, drop the data so that it can start again.
             for data_dir in self._data_dirs():
                 shutil.rmtree(data_dir, ignore_errors=True)
-            (self.base_dir / STATE_FILE).unlink(missing_ok=True)
-
-    def __enter__(self) -> PostgresCluster:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # --- state for the CLI -------------------------------------------------------------------
-    def save(self) -> None:
-        write_state(
-            self.base_dir / STATE_FILE,
-            {
-                "primary_port": self.primary_port,
-                "replica_ports": self.replica_ports,
-                "owns_dir": self.owns_dir,
-            },
-        )
-
-    @classmethod
-    def load(cls, base_dir: Path) -> PostgresCluster:
-        base_dir = Path(base_dir).absolute()
-        state = read_state(base_dir / STATE_FILE)
-        return cls(
-            base_dir=base_dir,
-            primary_port=state["primary_port"],
-            replica_ports=list(state["replica_ports"]),
-            owns_dir=state["owns_dir"],
-        )
+            self.state_path.unlink(missing_ok=True)
 
 
-def _postmaster_pid(data_dir: Path) -> int | None:
+def postmaster_pid(data_dir: Path) -> int | None:
     """The postmaster's pid if it is still running."""
     try:
         first = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0]
@@ -273,7 +264,7 @@ def _postmaster_pid(data_dir: Path) -> int | None:
 
 
 def _stop_server(data_dir: Path) -> None:
-    pid = _postmaster_pid(data_dir)
+    pid = postmaster_pid(data_dir)
     if pid is None:
         return
     for mode in ("fast", "immediate"):
@@ -318,57 +309,59 @@ def start_cluster(base_dir: Path | None = None, replicas: int = 1) -> PostgresCl
     With no base_dir a temporary directory is made and removed by stop(). On any failure
     whatever was started is stopped before the exception propagates.
     """
-    base_dir, created = prepare_dir(base_dir, "pgcluster-", USER)
-    if (base_dir / STATE_FILE).exists():
-        raise ServiceError(f"{base_dir} already holds a cluster: stop it first")
-    primary_port, *replica_ports = free_ports(1 + replicas)
-    cluster = PostgresCluster(base_dir, primary_port, [], owns_dir=created)
-    try:
-        primary = cluster.primary_dir
+    with service_dir(base_dir, "pgcluster-", USER) as (base_dir, created):
+        if PostgresCluster.recorded_in(base_dir):
+            raise ServiceError(f"{base_dir} already holds a cluster: stop it first")
+        primary_port, *replica_ports = free_ports(1 + replicas)
+        cluster = PostgresCluster(base_dir, primary_port, [], owns_dir=created)
+        try:
+            _init_cluster(cluster, replica_ports)
+        except BaseException:
+            # The original failure is the one worth raising.
+            with contextlib.suppress(Exception):
+                cluster.stop()
+            raise
+        return cluster
+
+
+def _init_cluster(cluster: PostgresCluster, replica_ports: list[int]) -> None:
+    primary = cluster.primary_dir
+    run(
+        _pg("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "-N", "-k"),
+        what="initdb",
+    )
+    _append(primary / "postgresql.conf", _postgresql_conf(cluster.primary_port, cluster.base_dir))
+    _append(primary / "pg_hba.conf", "host replication all 127.0.0.1/32 trust\n")
+    cluster._start_server(primary)
+    for index, port in enumerate(replica_ports):
+        slot = f"slot{index + 1}"
+        cluster.execute("SELECT pg_create_physical_replication_slot(%s)", [slot])
+        replica = cluster.replica_dir(index)
         run(
-            _pg("initdb", "-D", str(primary), "-U", "postgres", "--auth=trust", "-N", "-k"),
-            what="initdb",
+            _pg(
+                "pg_basebackup",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(cluster.primary_port),
+                "-U",
+                "postgres",
+                "-D",
+                str(replica),
+                "-R",
+                "-X",
+                "stream",
+                "-S",
+                slot,
+                "-c",
+                "fast",
+            ),
+            what="pg_basebackup",
         )
-        _append(primary / "postgresql.conf", _postgresql_conf(primary_port, base_dir))
-        _append(primary / "pg_hba.conf", "host replication all 127.0.0.1/32 trust\n")
-        cluster._start_server(primary)
-        for index, port in enumerate(replica_ports):
-            slot = f"slot{index + 1}"
-            cluster.execute("SELECT pg_create_physical_replication_slot(%s)", [slot])
-            replica = cluster.replica_dir(index)
-            run(
-                _pg(
-                    "pg_basebackup",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(primary_port),
-                    "-U",
-                    "postgres",
-                    "-D",
-                    str(replica),
-                    "-R",
-                    "-X",
-                    "stream",
-                    "-S",
-                    slot,
-                    "-c",
-                    "fast",
-                ),
-                what="pg_basebackup",
-            )
-            _append(replica / "postgresql.auto.conf", f"port = {port}\n")
-            cluster.replica_ports.append(port)
-            cluster._start_server(replica)
-        cluster.save()
-    except BaseException:
-        # The original failure is the one worth raising.
-        with contextlib.suppress(Exception):
-            cluster.stop()
-        if created:
-            shutil.rmtree(base_dir, ignore_errors=True)
-        raise
-    return cluster
+        _append(replica / "postgresql.auto.conf", f"port = {port}\n")
+        cluster.replica_ports.append(port)
+        cluster._start_server(replica)
+    cluster.save()
 
 
 def _append(path: Path, text: str) -> None:
@@ -377,46 +370,30 @@ def _append(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.local.postgres",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start a primary and its standbys in DIR")
-    start.add_argument("--dir", required=True, type=Path)
-    start.add_argument("--replicas", type=int, default=1)
-    start.add_argument(
+def start_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument(
         "--dbname",
         default="postgres",
         help="create this database (if not 'postgres') and use it in the URLs",
     )
-    stop = sub.add_parser("stop", help="stop the cluster that `start` left in DIR")
-    stop.add_argument("--dir", required=True, type=Path)
-    args = parser.parse_args(argv)
 
+
+def start(args: argparse.Namespace) -> dict[str, str]:
+    cluster = start_cluster(args.dir, replicas=args.replicas)
     try:
-        if args.command == "start":
-            cluster = start_cluster(args.dir, replicas=args.replicas)
-            try:
-                if args.dbname != "postgres":
-                    cluster.create_database(args.dbname)
-            except BaseException:
-                cluster.stop()
-                raise
-            urls = [cluster.url(port, args.dbname) for port in cluster.replica_ports]
-            print(f"PRIMARY_URL={shlex.quote(cluster.url(dbname=args.dbname))}")
-            print(f"REPLICA_URLS={shlex.quote(','.join(urls))}")
-        elif not (args.dir / STATE_FILE).exists():
-            # Idempotent, so that a teardown trap may call it whatever got started.
-            print(f"nothing to stop in {args.dir}", file=sys.stderr)
-        else:
-            PostgresCluster.load(args.dir).stop()
-    except (ServiceError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        if args.dbname != "postgres":
+            cluster.create_database(args.dbname)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster.assignments(args.dbname)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return service_cli(
+        argv, service=PostgresCluster, doc=__doc__, start=start, start_options=start_options
+    )
 
 
 if __name__ == "__main__":

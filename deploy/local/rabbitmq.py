@@ -1,6 +1,7 @@
 """A private RabbitMQ node on a free loopback port, with its own name, files and Erlang cookie.
 
     python -m deploy.local.rabbitmq start --dir D [--port P]
+    python -m deploy.local.rabbitmq status --dir D
     python -m deploy.local.rabbitmq stop --dir D
 
 `start` prints CELERY_BROKER_URL=... as a shell assignment.
@@ -8,15 +9,14 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import amqp
 
@@ -27,15 +27,13 @@ from deploy.local._proc import (
     cmdline,
     group_members,
     log_tail,
-    prepare_dir,
-    read_state,
+    spawn,
     stop_group,
     wait_until,
-    write_state,
 )
 from deploy.local.ports import free_port, free_ports, port_open
+from deploy.local.service import LocalService, port_option, service_cli, service_dir
 
-STATE_FILE = "rabbitmq.json"
 STARTUP_LOG = "startup.log"
 USER = "rabbitmq"
 # Measured ~4 s to accept AMQP; a loaded CI box can take several times that.
@@ -59,8 +57,11 @@ def _server_script() -> str:
 
 
 @dataclass
-class RabbitMQNode:
+class RabbitMQNode(LocalService):
     """One RabbitMQ node; stop()/start()/restart() keep its port and data, close() cleans up."""
+
+    STATE_FILE = "rabbitmq.json"
+    WHAT = "RabbitMQ node"
 
     port: int
     base_dir: Path
@@ -76,6 +77,12 @@ class RabbitMQNode:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def assignments(self) -> dict[str, str]:
+        return {"CELERY_BROKER_URL": self.url}
+
+    def state(self) -> dict[str, Any]:
+        return {"port": self.port, "dist_port": self.dist_port, "pgid": self.pgid}
 
     @property
     def running(self) -> bool:
@@ -146,18 +153,8 @@ class RabbitMQNode:
         self._write_files()
         log = self.base_dir / STARTUP_LOG
         argv = as_user(USER, [_server_script()], preserve_env=True)
-        with log.open("ab") as out:
-            # A session of its own: stop() signals the whole group (runuser, beam.smp and its
-            # helpers), and the CLI's caller does not wait on a pipe we inherited.
-            self._proc = subprocess.Popen(
-                argv,
-                env=self.env(),
-                cwd=self.base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # stop() signals the whole group: runuser, beam.smp and its helpers.
+        self._proc = spawn(argv, env=self.env(), log=log, cwd=self.base_dir)
         self.pgid = self._proc.pid
 
         def ready() -> bool:
@@ -175,7 +172,7 @@ class RabbitMQNode:
         except BaseException:
             self.stop()
             raise
-        self._save()
+        self.save()
 
     def stop(self) -> None:
         """Stop the Erlang VM and its helpers; return once the AMQP port is closed.
@@ -195,7 +192,7 @@ class RabbitMQNode:
             members = []
         if members:
             stop_group(pgid, timeout=STOP_TIMEOUT, proc=self._proc)
-        if self._proc is not None:
+        elif self._proc is not None:
             self._proc.wait(timeout=10)
         wait_until(lambda: not port_open(self.port), timeout=10, what=f"port {self.port} to close")
         self.pgid = None
@@ -205,90 +202,28 @@ class RabbitMQNode:
         self.stop()
         self.start()
 
-    def close(self) -> None:
-        """Stop, then remove the directory if start_rabbitmq made it (else just the state file)."""
-        self.stop()
-        if self.owns_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-        else:
-            (self.base_dir / STATE_FILE).unlink(missing_ok=True)
-
-    def __enter__(self) -> RabbitMQNode:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _save(self) -> None:
-        write_state(
-            self.base_dir / STATE_FILE,
-            {
-                "port": self.port,
-                "dist_port": self.dist_port,
-                "pgid": self.pgid,
-                "owns_dir": self.owns_dir,
-            },
-        )
-
-    @classmethod
-    def load(cls, base_dir: Path) -> RabbitMQNode:
-        base_dir = Path(base_dir).absolute()
-        state = read_state(base_dir / STATE_FILE)
-        return cls(
-            port=state["port"],
-            base_dir=base_dir,
-            dist_port=state["dist_port"],
-            owns_dir=state["owns_dir"],
-            pgid=state["pgid"],
-        )
-
 
 def start_rabbitmq(base_dir: Path | None = None, port: int | None = None) -> RabbitMQNode:
     """Start a node in base_dir (a new temporary directory if None) on port (free if None)."""
-    base_dir, created = prepare_dir(base_dir, "rabbitmq-", USER)
-    if (base_dir / STATE_FILE).exists() and RabbitMQNode.load(base_dir).running:
-        raise ServiceError(f"{base_dir} already holds a running RabbitMQ node: stop it first")
-    if port is None:
-        port, dist_port = free_ports(2)
-    else:
-        dist_port = free_port()
-    node = RabbitMQNode(port=port, base_dir=base_dir, dist_port=dist_port, owns_dir=created)
-    try:
+    with service_dir(base_dir, "rabbitmq-", USER) as (base_dir, created):
+        RabbitMQNode.refuse_running(base_dir)
+        if port is None:
+            port, dist_port = free_ports(2)
+        else:
+            dist_port = free_port()
+        node = RabbitMQNode(port=port, base_dir=base_dir, dist_port=dist_port, owns_dir=created)
         node.start()
-    except BaseException:
-        if created:
-            shutil.rmtree(base_dir, ignore_errors=True)
-        raise
-    return node
+        return node
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deploy.local.rabbitmq",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return service_cli(
+        argv,
+        service=RabbitMQNode,
+        doc=__doc__,
+        start=lambda args: start_rabbitmq(args.dir, args.port).assignments(),
+        start_options=port_option,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start a RabbitMQ node in DIR")
-    start.add_argument("--dir", required=True, type=Path)
-    start.add_argument("--port", type=int)
-    stop = sub.add_parser("stop", help="stop the node that `start` left in DIR")
-    stop.add_argument("--dir", required=True, type=Path)
-    args = parser.parse_args(argv)
-
-    try:
-        if args.command == "start":
-            node = start_rabbitmq(args.dir, args.port)
-            print(f"CELERY_BROKER_URL={shlex.quote(node.url)}")
-        elif not (args.dir / STATE_FILE).exists():
-            # Idempotent, so that a teardown trap may call it whatever got started.
-            print(f"nothing to stop in {args.dir}", file=sys.stderr)
-        else:
-            RabbitMQNode.load(args.dir).close()
-    except (ServiceError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import pytest
 from deploy.local._proc import ServiceError, cmdline, pid_alive
 from deploy.local.ports import free_port, port_open
 from deploy.local.postgres import bindir
-from deploy.local.stack import MARK_ENV
+from deploy.local.stack.environment import MARK_ENV
 from tests.servers import AppServer, Reply
 
 pytestmark = [pytest.mark.stack]

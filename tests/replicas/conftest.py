@@ -1,6 +1,6 @@
-"""Fixtures for routing tests on the suite's real primary and streaming replicas."""
+"""Fixtures for routing tests on the suite's real primary and streaming replicas (the `cluster`
+fixture itself is in tests/services.py)."""
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.db import connections
@@ -9,23 +9,6 @@ from django.test.utils import CaptureQueriesContext
 from config.replica_health import replica_aliases
 from tests.conftest import api_client_for
 from tests.factories import UserFactory
-
-
-@pytest.fixture
-def cluster():
-    """The private primary + standbys of this test run, every standby running and replaying
-    again afterwards (a paused replay outlives its session; a stopped one outlives the test)."""
-    cluster = settings.TEST_CLUSTER
-    if cluster is None or not cluster.replica_ports:
-        pytest.skip("needs the suite's own cluster (TEST_DATABASE_URL points elsewhere)")
-    yield cluster
-    for index in range(len(cluster.replica_ports)):
-        try:
-            cluster.resume_replay(index)
-        except psycopg.OperationalError:
-            # Stopped by the test: a restarted standby replays on its own.
-            cluster.start_replica(index)
-    cluster.wait_for_replay()
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from tests.tasks.conftest import api_todo_list, seed_todos, wait_for
+from deploy.local.seed import seed_todos
+from tests.services import wait_for
+from tests.tasks.conftest import api_todo_list
 from todos.models import Export, OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +50,7 @@ def export_and_download(client, export_format: str) -> tuple[dict, bytes, str]:
 
 
 def test_json_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
-    seed_todos(owner_api.user, TODOS)
+    seed_todos(owner_api.user, TODOS, varied=True)
 
     body, content, content_type = export_and_download(owner_api, "json")
 
@@ -62,7 +64,7 @@ def test_json_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
 
 
 def test_csv_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
-    seed_todos(owner_api.user, TODOS)
+    seed_todos(owner_api.user, TODOS, varied=True)
 
     body, content, content_type = export_and_download(owner_api, "csv")
 

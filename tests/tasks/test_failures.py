@@ -11,7 +11,7 @@ from tasks import outbox
 from tasks.exports import export_run_task
 from tasks.models import TaskDelivery
 from tests.factories import TodoFactory
-from tests.tasks.conftest import wait_for
+from tests.services import wait_for
 from todos import services
 from todos.models import Export, ExportChunk, OutboxMessage
 

@@ -22,7 +22,7 @@ from tasks import outbox
 from tasks.base import ReliableTask
 from tasks.metrics import OutboxBacklogCollector
 from tests.factories import UserFactory
-from tests.tasks.conftest import celery_worker_argv, wait_for
+from tests.services import celery_worker_argv, wait_for
 from todos.models import OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)

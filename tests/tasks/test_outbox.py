@@ -10,7 +10,7 @@ from django.db import transaction
 from tasks import outbox
 from tasks.models import TaskDelivery
 from tests.factories import TodoFactory
-from tests.tasks.conftest import in_thread_worker, queue_depth, wait_for
+from tests.services import in_thread_worker, queue_depth, wait_for
 from todos import services
 from todos.models import Export, ExportChunk, OutboxMessage, UserStats
 

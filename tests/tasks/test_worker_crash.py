@@ -5,8 +5,10 @@ import json
 
 import pytest
 
+from deploy.local.seed import seed_todos
 from tasks.models import TaskDelivery
-from tests.tasks.conftest import api_todo_list, celery_worker_argv, seed_todos, wait_for
+from tests.services import celery_worker_argv, wait_for
+from tests.tasks.conftest import api_todo_list
 from todos.models import Export, ExportChunk, OutboxMessage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_export_killed_mid_task_is_redelivered_and_written_once(owner_api, broker, spawn):
     # given: an export of 10,000 todos, published to the broker before any worker runs
-    seed_todos(owner_api.user, 10_000)
+    seed_todos(owner_api.user, 10_000, varied=True)
     created = owner_api.post("/api/exports", {"format": "json"}, format="json").json()
     message = OutboxMessage.objects.get(kwargs={"export_id": created["id"]})
     assert message.sent_at is not None

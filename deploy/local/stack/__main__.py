@@ -1,0 +1,96 @@
+"""The scaled stack on one box, from local binaries: `make stack` and its companions.
+
+    python -m deploy.local.stack start   [--dir D] [--replicas N] [--port P]
+    python -m deploy.local.stack status  [--dir D] [--json]
+    python -m deploy.local.stack restart [--dir D]
+    python -m deploy.local.stack down    [--dir D]
+
+Postgres (a primary and one streaming standby), Redis and RabbitMQ come from the launchers in
+deploy/local/, the code the test suite starts its own services with. On top of them: N gunicorn
+web replicas on free loopback ports, nginx (deploy/nginx/todo-scale.conf.template) balancing
+over them on PORT, one Celery worker, exactly one beat, the outbox relay and Prometheus
+(deploy/prometheus/prometheus.local.yml.template), all wired through the environment as a
+production deployment is. Every process runs in the background in a session of its own, with its
+output in D/logs/; D/stack.json records them for `status`, `restart` and `down`.
+
+Defaults come from the environment: STACK_DIR (`.stack` in the project), REPLICAS (3) and PORT
+(8000), so `make stack REPLICAS=5 PORT=9000` works as expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from deploy.local._proc import ROOT, ServiceError
+from deploy.local.stack.processes import Stack
+from deploy.local.stack.restart import restart
+from deploy.local.stack.start import start
+from deploy.local.stack.status import print_status, status
+from deploy.local.stack.teardown import down, remove_runtime_state
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.local.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path(os.environ.get("STACK_DIR") or ROOT / ".stack"),
+        help="where the stack keeps its state and logs (STACK_DIR, default .stack)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    start_parser = sub.add_parser("start", help="start the whole stack in the background")
+    start_parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS") or 3))
+    start_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    status_parser = sub.add_parser("status", help="each process's pid, port and state; replication")
+    status_parser.add_argument("--json", action="store_true", help="print one JSON document")
+    sub.add_parser("restart", help="rolling restart of the web replicas, no failed request")
+    sub.add_parser("down", help="stop everything and remove all but the logs")
+    args = parser.parse_args(argv)
+
+    stack = Stack(args.dir)
+    # A SIGTERM (a CI timeout, `kill`) during start must run the same clean-up as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        if args.command == "start":
+            start(stack, replicas=args.replicas, port=args.port)
+        elif args.command == "down":
+            if not stack.state_path.exists() and not stack.leftovers():
+                print(f"no stack in {stack.dir}: nothing to stop")
+                # Whatever a failed start left behind (data directories) still goes.
+                remove_runtime_state(stack)
+                return 0
+            down(stack)
+        else:
+            if not stack.state_path.exists():
+                print(f"no stack in {stack.dir}: start one with `make stack`", file=sys.stderr)
+                return 1
+            stack.load()
+            if args.command == "restart":
+                restart(stack)
+            elif args.json:
+                document = {
+                    "dir": str(stack.dir),
+                    "url": stack.url,
+                    "token": stack.state.get("token"),
+                    "processes": status(stack),
+                }
+                print(json.dumps(document, indent=2))
+            else:
+                return print_status(stack, status(stack))
+    except (ServiceError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""`stack status`: each process's pid, port and readiness, and the replication report."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Callable
+
+from deploy.local._proc import ROOT
+from deploy.local.celery_worker import worker_answers
+from deploy.local.gunicorn import http_status
+from deploy.local.postgres import PostgresCluster, postmaster_pid
+from deploy.local.rabbitmq import RabbitMQNode
+from deploy.local.redis import RedisServer
+from deploy.local.stack.environment import WORKER_NAME
+from deploy.local.stack.processes import Stack
+
+
+def _row(name: str, pid: int | None, port: int | None, alive: bool, ready: bool) -> dict:
+    return {"name": name, "pid": pid, "port": port, "alive": alive, "ready": ready}
+
+
+def _service_rows(stack: Stack) -> tuple[list[dict], bool]:
+    """Rows for Postgres, Redis and RabbitMQ; and whether the broker accepts logins."""
+    rows = []
+    pg_dir = stack.service_dir("postgres")
+    if PostgresCluster.recorded_in(pg_dir):
+        cluster = PostgresCluster.load(pg_dir)
+        servers = [("postgres-primary", cluster.primary_dir, None, cluster.primary_port)]
+        servers += [
+            (f"postgres-replica{i + 1}", cluster.replica_dir(i), i, replica_port)
+            for i, replica_port in enumerate(cluster.replica_ports)
+        ]
+        for name, data_dir, index, server_port in servers:
+            pid = postmaster_pid(data_dir)
+            ready = False
+            if pid is not None:
+                with contextlib.suppress(Exception), cluster.connect(index, timeout=1):
+                    ready = True
+            rows.append(_row(name, pid, server_port, pid is not None, ready))
+    redis_dir = stack.service_dir("redis")
+    if RedisServer.recorded_in(redis_dir):
+        server = RedisServer.load(redis_dir)
+        rows.append(_row("redis", server.pid, server.port, server.running, server.ping()))
+    rabbit_dir = stack.service_dir("rabbitmq")
+    broker_up = False
+    if RabbitMQNode.recorded_in(rabbit_dir):
+        node = RabbitMQNode.load(rabbit_dir)
+        broker_up = node.running and node.amqp_ok()
+        rows.append(_row("rabbitmq", node.pgid, node.port, node.running, broker_up))
+    return rows, broker_up
+
+
+def status(stack: Stack) -> list[dict]:
+    """One row per process: name, pid, port, alive, ready."""
+    rows, broker_up = _service_rows(stack)
+    probes: dict[str, Callable[[dict], bool]] = {
+        "nginx": lambda r: http_status(stack.state["port"], "/readyz") == 200,
+        "prometheus": lambda r: http_status(r["port"], "/-/ready") == 200,
+        "worker": lambda r: broker_up and worker_answers(stack.state["broker_url"], WORKER_NAME),
+        "relay": lambda r: http_status(r["port"], "/metrics") == 200,
+    }
+    for name, record in stack.state["processes"].items():
+        alive = stack.alive(record)
+        if name in stack.state["web"]:
+            ready = alive and http_status(record["port"], "/readyz") == 200
+        else:
+            # beat answers nothing: running is all it can show.
+            ready = alive and probes.get(name, lambda r: True)(record)
+        rows.append(_row(name, record["pid"], record["port"], alive, ready))
+    return rows
+
+
+def replication_report(stack: Stack) -> tuple[int, str]:
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "replication_status"],
+        cwd=ROOT,
+        env=stack.app_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def print_status(stack: Stack, rows: list[dict]) -> int:
+    print(f"Stack in {stack.dir}: {stack.url}")
+    print(f"{'process':<18} {'pid':>8} {'port':>6}  state")
+    for row in rows:
+        state = "ready" if row["ready"] else ("alive, not ready" if row["alive"] else "DEAD")
+        print(f"{row['name']:<18} {row['pid'] or '-':>8} {row['port'] or '-':>6}  {state}")
+    if "prometheus" not in stack.state["processes"]:
+        print(f"{'prometheus':<18} {'-':>8} {'-':>6}  skipped (not installed)")
+    if "database_url" not in stack.state:
+        # A start that died before Postgres was up: nothing to ask.
+        return 1
+    code, report = replication_report(stack)
+    print("\nReplication (manage.py replication_status):")
+    print(report)
+    healthy = all(row["ready"] for row in rows) and code == 0
+    return 0 if healthy else 1
