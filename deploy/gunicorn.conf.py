@@ -43,14 +43,14 @@ def _env_flag(name: str) -> bool:
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 
 # Measured on a 2-core box (wrk -t2 -c64, 100-todo list, private Postgres primary + standby and
-# Redis, all on the same cores; rounds interleaved, machine otherwise busy): gthread with one
-# worker per core and 4 threads served the cached list at 1,513 req/s against 650 for 5 sync
-# workers and 592 for 3, the uncached list at 98 against 41, create at 158 against 67, and patch
-# at 82 against 41. Threads overlap a request's Postgres and Redis round trips (where most of its
-# time goes) without a process each, and keep-alive connections skip a TCP accept and close per
-# request (sync workers answer with `Connection: close`, so nginx's upstream keepalive never
-# applied). 4 workers x 4 threads (1,172 hit) and 2 x 8 (943 hit) were both slower: more
-# processes or threads than cores only contend for the GIL and the cores.
+# Redis on the same cores; medians of 3 interleaved rounds on a machine busy with other work, so
+# only the ratios count): gthread, one worker per core with 4 threads, served the cached list at
+# 1,159 req/s against 639 for 5 sync workers and 592 for 3; create at 85 against 24 and 68;
+# patch at 57 against 36 and 27. Threads overlap a request's Postgres and Redis round trips
+# (where most of its time goes) without a process each, and keep-alive connections skip a TCP
+# accept and close per request (sync workers answer `Connection: close`, so nginx's upstream
+# keepalive never applied). 4 workers x 4 threads (1,023 hit) was slower; 2 x 8 was slower on
+# the cached list (943) and create (74), faster only on the uncached list (75 against 36).
 workers = int(os.environ.get("WEB_CONCURRENCY") or _available_cores())
 worker_class = "gthread"
 threads = 4
