@@ -512,6 +512,7 @@ GUNICORN_SETTINGS = [
     "bind",
     "workers",
     "worker_class",
+    "threads",
     "max_requests",
     "max_requests_jitter",
     "timeout",
@@ -547,19 +548,18 @@ def test_gunicorn_reads_port_and_concurrency_from_the_environment():
 
     assert settings["bind"] == "0.0.0.0:9123"
     assert settings["workers"] == 3
-    assert settings["worker_class"] == "sync"
-    assert (settings["max_requests"], settings["max_requests_jitter"]) == (1000, 100)
+    assert (settings["worker_class"], settings["threads"]) == ("gthread", 4)
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (2_000_000, 200_000)
     assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (30, 30, 5)
     assert settings["preload_app"] is False
     assert settings["accesslog"] is None
 
 
-def test_gunicorn_defaults_to_port_8000_and_2_workers_per_core_plus_one():
+def test_gunicorn_defaults_to_port_8000_and_one_worker_per_core():
     settings = gunicorn_settings({})
 
     assert settings["bind"] == "0.0.0.0:8000"
-    assert settings["workers"] >= 3
-    assert settings["workers"] % 2 == 1
+    assert 1 <= settings["workers"] <= len(os.sched_getaffinity(0))
 
 
 def test_gunicorn_access_log_goes_to_stdout_when_asked():
