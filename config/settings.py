@@ -77,7 +77,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.health.HealthCheckMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "config.limits.RequestBodyLimitMiddleware",
+    "config.edge.body_limit.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -85,7 +85,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Reads go to a replica that has the user's last write; inert without replicas.
-    "config.read_routing.ReadReplicaMiddleware",
+    "config.replicas.read_routing.ReadReplicaMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -147,7 +147,7 @@ def replica_databases(urls: list[str]) -> dict[str, dict]:
         # Two seconds for any statement on a standby (API reads take milliseconds): a standby
         # can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay
         # is paused or slow, and a read would wait on it indefinitely. Cancelled, the read is
-        # taken over by the primary (config/read_routing.py).
+        # taken over by the primary (config/replicas/read_routing.py).
         config["OPTIONS"]["options"] = (
             f"-c statement_timeout={env_int('DATABASE_REPLICA_STATEMENT_TIMEOUT', 2000)}"
         )
@@ -217,7 +217,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# After a Redis failure, skip Redis for this many seconds (config/redis_breaker.py): a dead
+# After a Redis failure, skip Redis for this many seconds (config/edge/redis_breaker.py): a dead
 # Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
 # Redis is back.
 REDIS_COOLDOWN = float(os.environ.get("REDIS_COOLDOWN", "5"))
