@@ -2,7 +2,7 @@
 
 Starts a private Postgres primary with two streaming standbys (the start itself is timed) and a
 Redis (deploy/local), migrates, seeds one user with 100 todos, and then times, in this process,
-each part of the per-request routing decision (config/read_routing.py) many times over:
+each part of the per-request routing decision (config/replicas/read_routing.py) many times over:
 
 - mark lookup: the Redis GET of the user's LSN mark, made by every signed-in request;
 - decision: the whole choice of a read alias with the standbys' positions cached (the mark
@@ -64,8 +64,8 @@ def measure(repeat: int) -> dict:
     from django.core.management import call_command
     from django.test import RequestFactory
 
-    from config import read_routing, sticking
-    from config.replica_health import primary_write_location, replica_health
+    from config.replicas import read_routing, sticking
+    from config.replicas.health import primary_write_location, replica_health
     from todos.models import Todo
 
     call_command("migrate", verbosity=0)

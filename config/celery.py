@@ -5,10 +5,12 @@ The task modules are listed there in `CELERY_IMPORTS` and imported explicitly in
 (tasks/apps.py): autodiscovery would look only for `<app>.tasks` modules. With no
 `CELERY_BROKER_URL`, tasks run eagerly in the calling process (the embedded default).
 
-With `CELERY_METRICS_PORT` set, a worker serves its task metrics (tasks/metrics.py) on that
-port, summed over its prefork children as deploy/gunicorn.conf.py does for a web replica. The
-hooks below run in the worker's main process (the loader's `init_worker`, `worker_init`,
-`worker_shutdown`) or in each pool child as it exits (`worker_process_shutdown`).
+With `CELERY_METRICS_PORT` set, a worker serves its task metrics on that port, summed over its
+prefork children as deploy/gunicorn.conf.py does for a web replica. This module wires the
+process: the metrics directory, before anything loads prometheus_client (the loader's
+`init_worker`), its removal (`worker_shutdown`) and each pool child's exit
+(`worker_process_shutdown`). The metrics themselves and the server that sums them are the
+tasks app's (tasks/metrics.py), which starts them on `worker_init` (tasks/apps.py).
 """
 
 import glob
@@ -19,7 +21,7 @@ import tempfile
 
 from celery import Celery
 from celery.loaders.app import AppLoader
-from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -67,23 +69,6 @@ class WorkerLoader(AppLoader):
 
 app = Celery("config", loader="config.celery:WorkerLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-
-
-@worker_init.connect
-def worker_metrics_start(**kwargs) -> None:
-    """Serve the metrics from the main process, before the pool forks its children (Django is
-    set up by now; the children inherit the signal receivers that count their tasks).
-
-    A port already taken is logged (Celery logs what a signal receiver raises) and the worker
-    runs its tasks without metrics; Prometheus then shows the target down.
-    """
-    port = _metrics_port()
-    if not port:
-        return
-    from tasks import metrics
-
-    metrics.task_metrics_connect()
-    metrics.worker_metrics_serve(port=port)
 
 
 @worker_process_shutdown.connect

@@ -1,13 +1,13 @@
 """The database router: writes, migrations and transactions on the primary, reads on replicas.
 
 Deliberately tiny (as Saleor's is): which standby a read goes to, and whether it may go to one
-at all, is decided per request by config/read_routing.py. Installed by `DATABASE_ROUTERS` only
-when `DATABASE_REPLICA_URLS` names at least one replica.
+at all, is decided per request by config/replicas/read_routing.py. Installed by
+`DATABASE_ROUTERS` only when `DATABASE_REPLICA_URLS` names at least one replica.
 """
 
 from django.db import DEFAULT_DB_ALIAS
 
-from config.read_routing import read_alias
+from config.replicas.read_routing import read_alias
 
 
 class PrimaryReplicaRouter:

@@ -55,7 +55,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.health.HealthCheckMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "config.limits.RequestBodyLimitMiddleware",
+    "config.edge.body_limit.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Reads go to a replica that has the user's last write; inert without replicas.
-    "config.read_routing.ReadReplicaMiddleware",
+    "config.replicas.read_routing.ReadReplicaMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -109,7 +109,7 @@ def database_from_url(url: str) -> dict:
 # Milliseconds for any statement on a standby: two seconds, where API reads take milliseconds. A
 # standby can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay is
 # paused or slow, and a read would wait on it indefinitely. Cancelled, the read is taken over by
-# the primary (config/read_routing.py).
+# the primary (config/replicas/read_routing.py).
 DATABASE_REPLICA_STATEMENT_TIMEOUT = env.int("DATABASE_REPLICA_STATEMENT_TIMEOUT", default=2000)
 
 
@@ -184,7 +184,7 @@ if REDIS_URL:
         },
     }
 
-# After a Redis failure, skip Redis for this many seconds (config/redis_breaker.py): a dead
+# After a Redis failure, skip Redis for this many seconds (config/edge/redis_breaker.py): a dead
 # Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
 # Redis is back.
 REDIS_COOLDOWN = env.float("REDIS_COOLDOWN", default=5.0)

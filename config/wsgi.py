@@ -1,6 +1,6 @@
 """WSGI entry point for gunicorn (`config.wsgi:application`).
 
-Django's handler sits behind the gateway (config/gateway.py), which answers rate-limited
+Django's handler sits behind the gateway (config/edge/gateway.py), which answers rate-limited
 requests and cached reads itself.
 """
 
@@ -12,6 +12,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_wsgi_application()
 
-from config.gateway import Gateway  # noqa: E402  (needs the settings configured above)
+from config.edge.gateway import Gateway  # noqa: E402  (needs the settings configured above)
 
 application = Gateway(django_application)

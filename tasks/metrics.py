@@ -3,7 +3,8 @@
 - The Celery worker: task runs by name and outcome, and their run times. Tasks run in the
   worker's prefork children, so every child writes its samples to files in the worker's
   `PROMETHEUS_MULTIPROC_DIR`, and the worker's main process serves their sum on
-  `CELERY_METRICS_PORT` (config/celery.py wires the process: directory, server, exiting children).
+  `CELERY_METRICS_PORT` (config/celery.py prepares the directory and handles exiting children;
+  tasks/apps.py starts the server on `worker_init`).
 - The outbox relay (`manage.py outbox_relay`): the backlog, unsent outbox rows and the age of
   the oldest, read from the primary at each scrape and served on `OUTBOX_METRICS_PORT`. The
   relay rather than the workers: it is one or two processes where workers are many (N identical

@@ -47,7 +47,7 @@ def _fresh_redis():
     from django.conf import settings
     from django_redis import get_redis_connection
 
-    from config.redis_breaker import breaker
+    from config.edge.redis_breaker import breaker
 
     get_redis_connection("default").flushdb()
     server = settings.REDIS_URL.rsplit("/", 1)[0]
@@ -67,7 +67,7 @@ def _replica_reads_only_where_allowed(request):
     from django.db import DEFAULT_DB_ALIAS
     from pytest_django.fixtures import validate_django_db
 
-    from config.replica_health import replica_health
+    from config.replicas.health import replica_health
 
     marker = request.node.get_closest_marker("django_db")
     databases = validate_django_db(marker)[2] if marker else None
@@ -84,8 +84,8 @@ def _replica_reads_only_where_allowed(request):
 @pytest.fixture
 def routing_guard():
     """Fail the test on a write reaching a replica, or a read reaching the primary where the
-    router chose a replica (config/routing_guard.py)."""
-    from config.routing_guard import routing_guard as guard
+    router chose a replica (config/replicas/routing_guard.py)."""
+    from config.replicas.routing_guard import routing_guard as guard
 
     with guard() as problems:
         yield problems

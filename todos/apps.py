@@ -8,4 +8,8 @@ class TodosConfig(AppConfig):
     verbose_name = "Todos"
 
     def ready(self) -> None:
-        from todos import receivers  # noqa: F401  (connects the signal receivers)
+        from config.edge import cacheable_routes
+        from todos import cache  # noqa: F401  (connects the token receivers)
+
+        # The list and one todo: reads the gateway may answer from the response cache.
+        cacheable_routes.register("todo-list", "todo-detail")

@@ -1,18 +1,31 @@
-"""Response caching for the Todo API: generation bumps on commit, and the view-side cache.
+"""Read caching of the Todo API: generation bumps on commit, the view-side cache with its
+stampede guard, and tokens forgotten the moment they are revoked.
 
-The keys, the Lua gate and the storage live in config/response_cache.py; this module holds what
-the Todo resource decides: which writes move a user's generation, and how a list or item view
-fills and reuses entries.
+The HTTP side (ETags, conditional requests, the cached response and its headers) is
+config/edge/http_cache.py; the Redis keys, the Lua gate and the storage are
+config/edge/response_cache.py; the gateway in front of Django answers hits itself
+(config/edge/gateway.py). This module holds what the Todo resource decides: which writes move a
+user's generation, how the list and item views fill and reuse entries, and when a token's
+mapping to its user must go.
 """
 
+import json
 import time
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+from django.http import HttpResponse
+from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from config import response_cache, sticking
-from config.response_cache import CachedResponse
+from config.edge import response_cache
+from config.edge.http_cache import CachedResponse
+from config.replicas import sticking
 
 # How long a request waits for another request that is computing the same entry before it
 # computes the entry itself (seconds), and how often it looks.
@@ -26,8 +39,9 @@ def todos_changed(*, owner_ids: Iterable[int]) -> None:
     Call it from every path that writes todos. After commit, not before: a reader that fills the
     cache between the bump and the commit would store the old rows under the new generation.
     With read replicas, each owner is first stuck to the primary's new WAL position
-    (config/sticking.py): a read that misses the new generation must not fill it from a standby
-    that has not replayed the write yet — also when the writer was someone else (an operator).
+    (config/replicas/sticking.py): a read that misses the new generation must not fill it from a
+    standby that has not replayed the write yet — also when the writer was someone else (an
+    operator).
     """
     if not response_cache.enabled():
         return
@@ -71,3 +85,55 @@ def cached_or_computed(
     response = compute()
     response_cache.response_store(user_id, generation, signature, response)
     return response, "miss"
+
+
+def remember_token(request: Request) -> None:
+    """Teach the gateway this token, so the next read can be a one-round-trip hit."""
+    gate = request.META.get("todo_scale.gate")
+    token = getattr(request.auth, "key", None)
+    if token and response_cache.enabled() and not (gate and gate.user_id == request.user.pk):
+        response_cache.token_remember(token, request.user.pk)
+
+
+# Cached JSON reads for a viewset. Described here, not in a docstring: drf-spectacular takes the
+# first docstring of a view's classes as the description of each of its operations.
+class CachedReadMixin:
+    def cached_read(self, request: Request, compute: Callable[[], CachedResponse]):
+        """Answer from the response cache, or compute and fill it; honour `If-None-Match`.
+
+        `compute` renders the response when the cache has none. The browsable API (HTML) is
+        always rendered afresh.
+        """
+        if request.accepted_renderer.format != "json":
+            cached = compute()
+            return Response(json.loads(cached.body), headers=dict(cached.entity_headers()))
+        remember_token(request)
+        cached, outcome = cached_or_computed(request, user_id=request.user.pk, compute=compute)
+        if cached.not_modified(request.headers.get("If-None-Match")):
+            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            response = HttpResponse(cached.body, content_type="application/json")
+        for name, value in cached.headers(outcome):
+            response[name] = value
+        return response
+
+
+# The gateway resolves tokens from Redis without asking Postgres, so a token's mapping must
+# disappear the moment the token does. Connected when the app is ready (todos/apps.py).
+
+
+@receiver(post_delete, sender=Token)
+def token_deleted(sender, instance: Token, **kwargs) -> None:
+    if response_cache.enabled():
+        # Now and after commit: a gateway must not resolve it in between, nor refill it from a
+        # request that authenticated just before the delete committed.
+        response_cache.token_forget(instance.key)
+        transaction.on_commit(lambda: response_cache.token_forget(instance.key))
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def user_saved(sender, instance, **kwargs) -> None:
+    if response_cache.enabled() and not instance.is_active:
+        for key in Token.objects.filter(user=instance).values_list("key", flat=True):
+            response_cache.token_forget(key)
+            transaction.on_commit(lambda key=key: response_cache.token_forget(key))

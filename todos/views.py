@@ -3,54 +3,22 @@
 import hashlib
 import json
 
-from django.http import HttpResponse
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from config import response_cache
-from config.response_cache import CachedResponse
+from config.edge.http_cache import CachedResponse, body_etag
 from todos import conditional, selectors, services
-from todos.cache import cached_or_computed
+from todos.cache import CachedReadMixin
 from todos.filters import TodoFilter
 from todos.models import Todo
 from todos.pagination import KeysetPagination
 from todos.representation import todo_representation, todo_rows
+from todos.schema import destroy_all_schema, todo_schema
 from todos.serializers import TodoSerializer
-
-LIST_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="page size, 1-1000 (default 100)"),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="from the Link rel=next header"),
-    OpenApiParameter(
-        "ordering",
-        OpenApiTypes.STR,
-        description="order, created_at, due_at or title; prefix '-' to reverse",
-    ),
-]
-
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    description="retrying with the same key returns the first answer instead of a second todo",
-)
-IF_MATCH_HEADER = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    description="the ETag you last saw; a stale one is answered 412 and nothing changes",
-)
-IF_NONE_MATCH_HEADER = OpenApiParameter(
-    "If-None-Match",
-    OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    description="the ETag you hold; unchanged → 304 without a body",
-)
 
 
 class PreconditionFailed(APIException):
@@ -79,17 +47,8 @@ def body_fingerprint(data) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@extend_schema_view(
-    list=extend_schema(
-        parameters=[*LIST_PARAMETERS, IF_NONE_MATCH_HEADER], summary="List the caller's todos"
-    ),
-    create=extend_schema(parameters=[IDEMPOTENCY_HEADER]),
-    retrieve=extend_schema(parameters=[IF_NONE_MATCH_HEADER]),
-    update=extend_schema(parameters=[IF_MATCH_HEADER]),
-    partial_update=extend_schema(parameters=[IF_MATCH_HEADER]),
-    destroy=extend_schema(parameters=[IF_MATCH_HEADER]),
-)
-class TodoViewSet(viewsets.GenericViewSet):
+@todo_schema
+class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
     serializer_class = TodoSerializer
     queryset = Todo.objects.none()  # every query goes through the owner-scoped selectors
     filter_backends = [DjangoFilterBackend]
@@ -110,55 +69,23 @@ class TodoViewSet(viewsets.GenericViewSet):
             raise NotFound() from None
 
     def list(self, request):
-        def compute() -> CachedResponse:
-            todos = self.filter_queryset(selectors.todo_list(owner=request.user))
-            pagination = KeysetPagination()
-            page = pagination.paginate(todo_rows(todos), request)
-            prefix = self.todo_url_prefix()
-            body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
-            return CachedResponse(conditional.body_etag(body), pagination.next_link() or "", body)
-
-        return self.cacheable(request, compute)
+        return self.cached_read(request, self.render_page)
 
     def retrieve(self, request, pk=None):
-        def compute() -> CachedResponse:
-            todo = self.get_object()
-            body = JSONRenderer().render(self.get_serializer(todo).data)
-            return CachedResponse(conditional.todo_etag(todo), "", body)
+        return self.cached_read(request, self.render_item)
 
-        return self.cacheable(request, compute)
+    def render_page(self) -> CachedResponse:
+        todos = self.filter_queryset(selectors.todo_list(owner=self.request.user))
+        pagination = KeysetPagination()
+        page = pagination.paginate(todo_rows(todos), self.request)
+        prefix = self.todo_url_prefix()
+        body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
+        return CachedResponse(body_etag(body), pagination.next_link() or "", body)
 
-    def cacheable(self, request, compute):
-        """Answer a JSON read from the response cache, or compute and fill it; honour
-        `If-None-Match`. The browsable API (HTML) is always rendered afresh."""
-        if request.accepted_renderer.format != "json":
-            cached = compute()
-            return Response(json.loads(cached.body), headers=self.entity_headers(cached))
-        self.remember_token(request)
-        cached, outcome = cached_or_computed(request, user_id=request.user.pk, compute=compute)
-        headers = {**self.entity_headers(cached), "X-Cache": outcome}
-        if conditional.none_match(request.headers.get("If-None-Match"), cached.etag):
-            response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
-        else:
-            response = HttpResponse(cached.body, content_type="application/json")
-        for name, value in headers.items():
-            response[name] = value
-        return response
-
-    @staticmethod
-    def entity_headers(cached: CachedResponse) -> dict:
-        headers = {"ETag": cached.etag}
-        if cached.link:
-            headers["Link"] = f'<{cached.link}>; rel="next"'
-        return headers
-
-    @staticmethod
-    def remember_token(request) -> None:
-        """Teach the gateway this token, so the next read can be a one-round-trip hit."""
-        gate = request.META.get("todo_scale.gate")
-        token = getattr(request.auth, "key", None)
-        if token and response_cache.enabled() and not (gate and gate.user_id == request.user.pk):
-            response_cache.token_remember(token, request.user.pk)
+    def render_item(self) -> CachedResponse:
+        todo = self.get_object()
+        body = JSONRenderer().render(self.get_serializer(todo).data)
+        return CachedResponse(conditional.todo_etag(todo), "", body)
 
     def create(self, request):
         key = idempotency_key(request)
@@ -184,12 +111,7 @@ class TodoViewSet(viewsets.GenericViewSet):
             headers["Idempotent-Replayed"] = "true"
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
-    @extend_schema(
-        operation_id="todos_destroy_all",
-        summary="Delete all the caller's todos",
-        request=None,
-        responses={204: None},
-    )
+    @destroy_all_schema
     def destroy_all(self, request):
         services.todo_delete_all(owner=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

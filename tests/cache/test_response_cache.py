@@ -10,8 +10,8 @@ import pytest
 from django.test import RequestFactory
 from rest_framework.authtoken.models import Token
 
-from config import response_cache
-from config.response_cache import CachedResponse
+from config.edge import response_cache
+from config.edge.http_cache import CachedResponse
 from tests.factories import TodoFactory
 from todos import services
 from todos.cache import cached_or_computed

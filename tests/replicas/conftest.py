@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from config.replica_health import replica_aliases
+from config.replicas.health import replica_aliases
 from tests.conftest import api_client_for
 from tests.factories import UserFactory
 

@@ -8,8 +8,8 @@ from django.db import connections
 from django.test import RequestFactory
 from prometheus_client import REGISTRY
 
-from config.read_routing import routing_for
-from config.replica_health import replica_aliases, replica_health
+from config.replicas.health import replica_aliases, replica_health
+from config.replicas.read_routing import routing_for
 from tests.factories import TodoFactory
 from tests.replicas.conftest import pause_replay, reader
 from todos.models import Todo

@@ -3,9 +3,9 @@
 import pytest
 from django.test import RequestFactory
 
-from config.read_routing import read_alias, routing_for
-from config.replica_health import replica_aliases
-from config.routing_guard import WrongDatabase
+from config.replicas.health import replica_aliases
+from config.replicas.read_routing import read_alias, routing_for
+from config.replicas.routing_guard import WrongDatabase
 from tests.factories import TodoFactory, UserFactory
 from todos.models import Todo
 

@@ -5,8 +5,8 @@ from django.core.management import call_command
 from django.db import transaction
 from django.test import RequestFactory
 
-from config.read_routing import read_alias, routing_for
-from config.replica_health import replica_aliases
+from config.replicas.health import replica_aliases
+from config.replicas.read_routing import read_alias, routing_for
 from tests.factories import TodoFactory, TokenFactory, UserFactory
 from tests.replicas.conftest import pause_replay
 from todos.models import Todo

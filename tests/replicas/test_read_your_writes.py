@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import connections
 from prometheus_client import REGISTRY
 
-from config import sticking
-from config.replica_health import parse_lsn, replica_aliases, replica_health
+from config.replicas import sticking
+from config.replicas.health import parse_lsn, replica_aliases, replica_health
 from tests.factories import TodoFactory
 from tests.replicas.conftest import pause_replay, reader, resume_replay
 

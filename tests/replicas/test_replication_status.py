@@ -6,7 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from config.replica_health import replica_aliases
+from config.replicas.health import replica_aliases
 from tests.factories import TodoFactory
 from tests.replicas.conftest import pause_replay
 

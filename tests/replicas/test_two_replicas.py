@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from config.replica_health import replica_aliases
+from config.replicas.health import replica_aliases
 
 pytestmark = []
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from config import replica_health as health_module
 from config.db_router import PrimaryReplicaRouter
-from config.read_routing import is_read, is_write
-from config.replica_health import ReplicaHealth, format_lsn, parse_lsn
+from config.replicas import health as health_module
+from config.replicas.health import ReplicaHealth, format_lsn, parse_lsn
+from config.replicas.read_routing import is_read, is_write
 from todos.models import Todo
 
 pytestmark = []

@@ -40,8 +40,8 @@ def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[dict
 
     Keyset-paged on the (owner, created_at, id) index, so memory stays at one batch and no
     server-side cursor is held open. Read from the primary: a task carries no read-your-writes
-    position yet (config/read_routing.py routes web requests only), and an export must include
-    the todo created just before it was asked for.
+    position yet (config/replicas/read_routing.py routes web requests only), and an export must
+    include the todo created just before it was asked for.
     """
     todos = todo_rows(
         Todo.objects.using(DEFAULT_DB_ALIAS).filter(owner_id=owner_id).order_by("created_at", "id")

@@ -13,8 +13,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from todos import conditional
+from config.edge.http_cache import match
 from todos.cache import todos_changed
+from todos.conditional import todo_etag
 from todos.models import Todo
 from todos.services.stats import todo_completion_changed
 
@@ -95,7 +96,7 @@ def todo_update_checked(
     `PreconditionFailed`. Raises `Todo.DoesNotExist` for a missing or foreign id.
     """
     todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
-    if not conditional.match(if_match, conditional.todo_etag(todo)):
+    if not match(if_match, todo_etag(todo)):
         raise PreconditionFailed
     return todo_update(todo=todo, changes=changes)
 
@@ -104,7 +105,7 @@ def todo_update_checked(
 def todo_delete_checked(*, owner: AbstractBaseUser, todo_id: int, if_match: str | None) -> None:
     """`todo_delete` under a row lock, refused when `if_match` names a stale version."""
     todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
-    if not conditional.match(if_match, conditional.todo_etag(todo)):
+    if not match(if_match, todo_etag(todo)):
         raise PreconditionFailed
     todo_delete(todo=todo)
 

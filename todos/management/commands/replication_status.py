@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.replica_health import replication_status
+from config.replicas.health import replication_status
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 Each request increments one counter per scope that applies to it (`ip`, `user`, or `auth` for
 the sign-up and token endpoints) inside the same Lua script that looks up cached responses
-(config/response_cache.py), so counting is atomic, shared by every replica, and costs no extra
+(config/edge/response_cache.py), so counting is atomic, shared by every replica, and costs no extra
 round trip. DRF's own throttles read, then write, a list in the cache: two replicas can both
 read "limit not reached" and both let a request through.
 """

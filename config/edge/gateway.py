@@ -12,17 +12,13 @@ fail open, logged and counted).
 """
 
 import json
-import re
 
 from django.conf import settings
 from prometheus_client import Counter
 
-from config import ratelimit, response_cache
-from config.redis_breaker import redis_call
-from todos.conditional import none_match
-
-# The cacheable reads: the list and one todo, with or without the trailing slash.
-CACHEABLE_PATH = re.compile(r"^/api/todos(/[0-9]{1,18})?/?$")
+from config.edge import cacheable_routes, ratelimit, response_cache
+from config.edge.http_cache import CachedResponse
+from config.edge.redis_breaker import redis_call
 
 GATEWAY_RESPONSES = Counter(
     "todo_scale_gateway_responses",
@@ -62,7 +58,7 @@ class Gateway:
         if (
             environ.get("REQUEST_METHOD") == "GET"
             and token
-            and CACHEABLE_PATH.match(environ["PATH_INFO"])
+            and cacheable_routes.is_cacheable(environ["PATH_INFO"])
             and accepts_json(environ)
         ):
             signature = response_cache.request_signature(environ)
@@ -81,11 +77,9 @@ class Gateway:
             ).encode()
             return self.respond(start_response, environ, 429, body, verdict.headers)
         if gate.entry is not None:
-            cached = response_cache.CachedResponse.unpack(gate.entry)
-            headers = [("ETag", cached.etag), ("X-Cache", "hit"), *verdict.headers]
-            if cached.link:
-                headers.append(("Link", f'<{cached.link}>; rel="next"'))
-            if none_match(environ.get("HTTP_IF_NONE_MATCH"), cached.etag):
+            cached = CachedResponse.unpack(gate.entry)
+            headers = [*cached.headers("hit"), *verdict.headers]
+            if cached.not_modified(environ.get("HTTP_IF_NONE_MATCH")):
                 GATEWAY_RESPONSES.labels("not_modified").inc()
                 return self.respond(start_response, environ, 304, b"", headers)
             GATEWAY_RESPONSES.labels("hit").inc()

@@ -6,8 +6,9 @@ Keys (all under the cache's key prefix, in the cache database):
 - `gen:<user id>` → the user's generation. Every write to the user's todos moves it on commit
   (todos/cache.py). No TTL: with `maxmemory-policy volatile-lru` it is never evicted, and when
   it is missing nothing is served for that user until a fresh, never-used value is set.
-- `resp:<user id>:<generation>:<request signature>` → the rendered response (ETag, Link, body),
-  with a TTL. A bump makes every entry of the old generation unreachable at once.
+- `resp:<user id>:<generation>:<request signature>` → the rendered response (ETag, Link, body;
+  config/edge/http_cache.py packs it), with a TTL. A bump makes every entry of the old
+  generation unreachable at once.
 Rate-limit counters live in another database (`REDIS_RATELIMIT_DB`).
 
 `gate()` runs one Lua script: resolve the token, read the generation, fetch the entry, and
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-from config.redis_breaker import redis_call
+from config.edge.http_cache import CachedResponse
+from config.edge.redis_breaker import redis_call
 
 # Lua: one round trip for the whole hit path. Keys are built inside because the user id is only
 # known after the token lookup (fine on a single Redis; a Redis Cluster would need hash tags).
@@ -54,9 +56,6 @@ end
 return {uid, gen, entry, counts}
 """
 
-# Entry layout: ETag, Link, then the body, split by NUL (which JSON text never contains raw).
-SEPARATOR = b"\x00"
-
 
 @dataclass(frozen=True)
 class GateResult:
@@ -66,21 +65,6 @@ class GateResult:
     generation: str | None
     entry: bytes | None
     counts: list[int]
-
-
-@dataclass(frozen=True)
-class CachedResponse:
-    etag: str
-    link: str
-    body: bytes
-
-    def pack(self) -> bytes:
-        return SEPARATOR.join((self.etag.encode(), self.link.encode(), self.body))
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> "CachedResponse":
-        etag, link, body = raw.split(SEPARATOR, 2)
-        return cls(etag.decode(), link.decode(), body)
 
 
 def enabled() -> bool:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from config.read_routing import current_routing, is_read
-from config.replica_health import REPLICA_PREFIX
+from config.replicas.health import REPLICA_PREFIX
+from config.replicas.read_routing import current_routing, is_read
 
 
 class WrongDatabase(AssertionError):

@@ -6,7 +6,7 @@ for gunicorn's sync workers and for threads alike). The router asks it for the r
 - no signed-in user known yet (anonymous, sign-up, the token lookup itself): the primary;
 - inside `transaction.atomic`, or after the request wrote: the primary;
 - otherwise, once per request, a standby that is up and has replayed the user's last write
-  (config/sticking.py), picked at random; the same one for the rest of the request. If none
+  (config/replicas/sticking.py), picked at random; the same one for the rest of the request. If none
   qualifies, or the marks cannot be read, the primary.
 
 DRF authenticates inside the view, so the user is known only from then on: the routing looks at
@@ -33,8 +33,8 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject, empty
 
-from config import sticking
-from config.replica_health import DB_READS, REPLICA_FALLBACKS, replica_aliases, replica_health
+from config.replicas import sticking
+from config.replicas.health import DB_READS, REPLICA_FALLBACKS, replica_aliases, replica_health
 
 logger = logging.getLogger(__name__)
 

@@ -4,12 +4,12 @@ GitLab's "sticking" (`sticking.rb`), keyed by user: when a request of a user wro
 committed, `stick()` stores `pg_current_wal_lsn()` under the user's key for
 `DATABASE_STICKING_TTL` seconds. Every web replica shares the cache (Redis in production), so
 the user's next read, wherever it lands, goes to a standby only if that standby has replayed at
-least this far (config/read_routing.py decides).
+least this far (config/replicas/read_routing.py decides).
 
 The mark is not deleted when the standbys catch up (GitLab's "unstick"): a delete could race
 with the user's next write on another web replica and drop its newer mark. It simply expires;
 a standby that has not replayed what the primary wrote `DATABASE_STICKING_TTL / 2` seconds ago
-is out of rotation anyway (config/replica_health.py), so an expired mark never matters.
+is out of rotation anyway (config/replicas/health.py), so an expired mark never matters.
 """
 
 import logging
@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError
 
-from config.redis_breaker import redis_call
-from config.replica_health import format_lsn, parse_lsn, primary_write_location
+from config.edge.redis_breaker import redis_call
+from config.replicas.health import format_lsn, parse_lsn, primary_write_location
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,53 @@
+"""The routes whose GETs the gateway may answer from the response cache, named by their apps.
+
+An app registers the URL names of its cacheable reads when Django starts (todos/apps.py); the
+gateway then matches a request's path against those routes' full patterns, prefix included,
+exactly as the URLconf builds them. So the gateway never repeats an app's URL, and a route moved
+in the URLconf moves here too.
+"""
+
+import re
+
+from django.core.exceptions import ImproperlyConfigured
+from django.urls import get_resolver
+
+NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+_names: list[str] = []
+_matcher: re.Pattern | None = None
+
+
+def register(*url_names: str) -> None:
+    """Let the gateway answer GETs of the routes named `url_names` from the response cache."""
+    global _matcher
+    for name in url_names:
+        if name not in _names:
+            _names.append(name)
+    _matcher = None
+
+
+def _compile() -> re.Pattern:
+    """One regex for every registered route, from the root resolver's reverse index.
+
+    Matching it costs a fraction of a microsecond; `django.urls.resolve()` would cost about
+    20 µs on every hit, some 5% of the gateway's whole work for one.
+    """
+    resolver = get_resolver()
+    patterns = []
+    for name in _names:
+        # Each entry is (bits, the route's regex below the root "/", defaults, converters).
+        routes = resolver.reverse_dict.getlist(name)
+        if not routes:
+            raise ImproperlyConfigured(f"cacheable route {name!r} is not in the URLconf")
+        # Groups unnamed, so that two routes may both call their id `pk`.
+        patterns += [f"(?:{NAMED_GROUP.sub('(?:', route[1])})" for route in routes]
+    # Nothing registered: a pattern that matches no path.
+    return re.compile("/(?:" + "|".join(patterns) + ")" if patterns else r"(?!)")
+
+
+def is_cacheable(path: str) -> bool:
+    """True when `path` (a PATH_INFO) is one of the registered routes."""
+    global _matcher
+    if _matcher is None:
+        _matcher = _compile()
+    return _matcher.fullmatch(path) is not None
