@@ -1,6 +1,10 @@
-"""The project served by real gunicorn processes, and a small HTTP client for tests."""
+"""The project as child processes: `manage.py` commands and gunicorn servers with a clean
+environment, and a small HTTP client for tests."""
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -10,6 +14,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local.gunicorn import start_gunicorn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def clean_env(**extra: str) -> dict:
+    """The process environment without any of the project's variables."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CORS_ALLOWED_ORIGINS", "TEST_DATABASE_URL"):
+        keep.pop(name, None)
+    keep["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    keep.update(extra)
+    return keep
 
 
 @dataclass

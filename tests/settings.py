@@ -9,8 +9,8 @@ private Redis is started the same way unless `TEST_REDIS_URL` names one.
 
 Every replica is a real database alias with the replica router installed. Tests in Django's
 `TestCase` run inside a transaction, and reads inside a transaction go to the primary, so they
-see their own uncommitted rows; tests/replicas/ uses transactional tests to route reads to the
-standbys for real.
+see their own uncommitted rows; tests/config/replicas/ uses transactional tests to route reads to
+the standbys for real.
 """
 
 import atexit

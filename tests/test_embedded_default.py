@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import gunicorn
-from tests.test_platform import clean_env, run_manage
+from tests.servers import clean_env, gunicorn, run_manage
 
 
 @pytest.fixture

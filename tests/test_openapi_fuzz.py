@@ -9,8 +9,7 @@ import pytest
 from django.db import connection
 
 from tests.factories import TokenFactory, UserFactory
-from tests.servers import gunicorn
-from tests.test_platform import clean_env
+from tests.servers import clean_env, gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

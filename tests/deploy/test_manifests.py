@@ -1,6 +1,7 @@
 """Deployment files checked by their real validators, and the values operators rely on.
 
-No database and no Django: run with `pytest -p no:django --noconftest tests/deploy`.
+No database and no Django: run with
+`pytest -p no:django --noconftest tests/deploy/test_manifests.py`.
 """
 
 import json

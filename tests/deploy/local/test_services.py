@@ -26,7 +26,7 @@ from deploy.local.redis import RedisServer, start_redis
 # Plain pytest: no Django, no database fixtures.
 pytestmark = []
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def processes_mentioning(text: str) -> list[tuple[int, str]]:

@@ -2,14 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.servers import clean_env, run_manage
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
@@ -71,27 +71,6 @@ def test_metrics_need_the_token_when_one_is_configured(client: Client, settings)
     assert anonymous["WWW-Authenticate"] == "Bearer"
     assert scraper.status_code == 200
     assert b"django_http_requests" in scraper.content
-
-
-def run_manage(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def clean_env(**extra: str) -> dict:
-    """The process environment without any of the project's variables."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CORS_ALLOWED_ORIGINS", "TEST_DATABASE_URL"):
-        keep.pop(name, None)
-    keep["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    keep.update(extra)
-    return keep
 
 
 def test_production_settings_pass_check_deploy():

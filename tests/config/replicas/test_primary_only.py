@@ -7,8 +7,8 @@ from django.test import RequestFactory
 
 from config.replicas.health import replica_aliases
 from config.replicas.read_routing import read_alias, routing_for
+from tests.config.replicas.conftest import pause_replay
 from tests.factories import TodoFactory, TokenFactory, UserFactory
-from tests.replicas.conftest import pause_replay
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

@@ -15,7 +15,7 @@ from config.replicas.health import replica_aliases
 
 pytestmark = []
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # Starting a cluster and running the modules takes about 15 s here; a hung child must not hang
 # the suite.
 TIMEOUT = 180
@@ -46,8 +46,8 @@ def test_api_and_routing_tests_pass_with_two_replicas():
             "-p",
             "no:cacheprovider",
             "tests/todos/test_api.py",
-            "tests/replicas/test_read_your_writes.py",
-            "tests/replicas/test_two_replicas.py::test_this_run_has_the_replicas_it_was_asked_for",
+            "tests/config/replicas/test_read_your_writes.py",
+            "tests/config/replicas/test_two_replicas.py::test_this_run_has_the_replicas_it_was_asked_for",
         ],
         cwd=REPO,
         env=env,

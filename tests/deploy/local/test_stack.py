@@ -28,7 +28,7 @@ from tests.servers import AppServer, Reply
 
 pytestmark = [pytest.mark.stack]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 REPLICAS = 2
 # Start, restart and down each take seconds; a minute means one of them hangs.
 COMMAND_TIMEOUT = 120

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from config.replicas.health import replica_aliases
+from tests.config.replicas.conftest import pause_replay
 from tests.factories import TodoFactory
-from tests.replicas.conftest import pause_replay
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 

@@ -8,8 +8,7 @@ from django.db import connection
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
-from tests.servers import gunicorn
-from tests.test_platform import clean_env
+from tests.servers import clean_env, gunicorn
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from prometheus_client import REGISTRY
 
 from config.replicas import sticking
 from config.replicas.health import parse_lsn, replica_aliases, replica_health
+from tests.config.replicas.conftest import pause_replay, reader, resume_replay
 from tests.factories import TodoFactory
-from tests.replicas.conftest import pause_replay, reader, resume_replay
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 

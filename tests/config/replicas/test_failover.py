@@ -10,8 +10,8 @@ from prometheus_client import REGISTRY
 
 from config.replicas.health import replica_aliases, replica_health
 from config.replicas.read_routing import routing_for
+from tests.config.replicas.conftest import pause_replay, reader
 from tests.factories import TodoFactory
-from tests.replicas.conftest import pause_replay, reader
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

@@ -1,0 +1,1 @@
+"""Tests of the config package: settings, probes and platform endpoints."""

@@ -1,0 +1,1 @@
+"""Tests of config.edge: the gateway, rate limits and the response cache store."""

@@ -1,0 +1,1 @@
+"""Tests of deploy.local: the private service launchers and the one-box stack."""
