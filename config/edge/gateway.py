@@ -1,12 +1,12 @@
 """The WSGI front of every web replica: rate limits, and cached reads served without Django.
 
 For each request under /api/ it makes one Redis round trip (config/response_cache.gate) that
-counts the request against its rate limits and, for a GET of the todo list or a todo, resolves
-the token and fetches the caller's cached response. Then:
+counts the request against its rate limits, resolves the token and, for a GET of the todo list
+or a todo when the response cache is on, fetches the caller's cached response. Then:
 - over a limit → 429 with `Retry-After` and `X-RateLimit-*`, before Django or Postgres;
 - a cached response → written out at once: no Django request, no middleware, no DRF, no ORM;
-- otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so the
-  view does not ask Redis again.
+- otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so
+  neither the token authentication nor the view asks again.
 When Redis is unavailable, the breaker skips it and every request goes to Django (rate limits
 fail open, logged and counted).
 """
@@ -51,12 +51,16 @@ class Gateway:
         self.rates = ratelimit.rates()
 
     def __call__(self, environ, start_response):
-        if not environ.get("PATH_INFO", "").startswith("/api/") or not response_cache.enabled():
+        if (
+            not environ.get("PATH_INFO", "").startswith("/api/")
+            or not response_cache.gate_enabled()
+        ):
             return self.application(environ, start_response)
         token = bearer_token(environ)
         signature = None
         if (
-            environ.get("REQUEST_METHOD") == "GET"
+            response_cache.enabled()
+            and environ.get("REQUEST_METHOD") == "GET"
             and token
             and cacheable_routes.is_cacheable(environ["PATH_INFO"])
             and accepts_json(environ)

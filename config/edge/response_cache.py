@@ -1,8 +1,10 @@
 """Cached API responses in Redis, keyed by user and generation, and the one-round-trip gate.
 
 Keys (all under the cache's key prefix, in the cache database):
-- `tok:<token digest>` → user id. Filled after a request authenticated by that token; deleted
-  the moment the token is deleted or its user deactivated. Unknown tokens are never stored.
+- `tok:<token digest>` → user id. Filled after a request authenticated by that token; replaced
+  by a tombstone (`-`) the moment the token is deleted or its user deactivated, and never
+  overwritten, so a request that authenticated just before the revocation cannot bring the
+  mapping back. Unknown tokens are never stored.
 - `gen:<user id>` → the user's generation. Every write to the user's todos moves it on commit
   (todos/cache.py). No TTL: with `maxmemory-policy volatile-lru` it is never evicted, and when
   it is missing nothing is served for that user until a fresh, never-used value is set.
@@ -36,6 +38,7 @@ local digest, signature = ARGV[4], ARGV[5]
 local uid, gen, entry = false, false, false
 if digest ~= '' then
   uid = redis.call('GET', prefix .. 'tok:' .. digest)
+  if uid == '-' then uid = false end
   if uid then
     gen = redis.call('GET', prefix .. 'gen:' .. uid)
     if gen and signature ~= '' then
@@ -69,6 +72,13 @@ class GateResult:
 
 def enabled() -> bool:
     return settings.TODO_RESPONSE_CACHE
+
+
+def gate_enabled() -> bool:
+    """The gate runs whenever the cache is Redis: rate limits and token resolution need no
+    response cache, and a resolved token spares Django its token query
+    (todos/authentication.py)."""
+    return bool(settings.REDIS_URL)
 
 
 @functools.cache
@@ -134,20 +144,29 @@ def gate(token: str | None, signature: str | None, counters: list) -> GateResult
     )
 
 
+# A day: a token's mapping to its user never changes; revocation replaces it explicitly. The
+# tombstone lives as long, so it outlasts any request that authenticated before the revocation.
+TOKEN_TTL = 86_400
+REVOKED = "-"
+
+
 def token_remember(token: str, user_id: int) -> None:
-    """Let the gate resolve `token` to `user_id` (after Django authenticated it)."""
-    # A day: a token's mapping to its user never changes; revocation deletes it explicitly.
+    """Let the gate resolve `token` to `user_id` (after Django authenticated it).
+
+    Never over an existing value: that is either the same mapping or a revocation's tombstone.
+    """
     key = f"tok:{token_digest(token)}"
-    redis_call("token_remember", lambda: _set_raw(key, user_id, 86_400), None)
+    redis_call("token_remember", lambda: _set_raw(key, user_id, TOKEN_TTL, nx=True), None)
 
 
 def token_forget(token: str) -> None:
-    redis_call("token_forget", lambda: cache.delete(f"tok:{token_digest(token)}"), None)
+    key = f"tok:{token_digest(token)}"
+    redis_call("token_forget", lambda: _set_raw(key, REVOKED, TOKEN_TTL), None)
 
 
-def _set_raw(key: str, value, ttl: int) -> None:
+def _set_raw(key: str, value, ttl: int, nx: bool = False) -> None:
     # Plain values, not django-redis's pickles, so the Lua script can read them.
-    _client().set(cache.make_key(key), value, ex=ttl)
+    _client().set(cache.make_key(key), value, ex=ttl, nx=nx)
 
 
 def generation_get(user_id: int) -> str | None:
