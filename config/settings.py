@@ -128,6 +128,10 @@ def replica_databases(urls: list[str]) -> dict[str, dict]:
         # One second: a standby that cannot take a connection by then is treated as down and
         # the read goes to the primary, instead of the request waiting out the primary's 5 s.
         config["OPTIONS"]["connect_timeout"] = 1
+        # No per-request `SELECT 1`: a read that fails on a broken standby connection is run
+        # again on the primary (config/replicas/read_routing.py), which is what the check would
+        # have led to, and the failure takes the standby out and closes the connection.
+        config["CONN_HEALTH_CHECKS"] = False
         config["OPTIONS"]["options"] = f"-c statement_timeout={DATABASE_REPLICA_STATEMENT_TIMEOUT}"
         config["TEST"] = {"MIRROR": "default"}
         databases[f"replica{number}"] = config

@@ -6,7 +6,7 @@ config/edge/http_cache.py; the Redis keys, the Lua gate and the storage are
 config/edge/response_cache.py; the gateway in front of Django answers hits itself
 (config/edge/gateway.py). This module holds what the Todo resource decides: which writes move a
 user's generation, how the list and item views fill and reuse entries, and when a token's
-mapping to its user must go.
+mapping to its user must go (todos/authentication.py writes it).
 """
 
 import json
@@ -87,14 +87,6 @@ def cached_or_computed(
     return response, "miss"
 
 
-def remember_token(request: Request) -> None:
-    """Teach the gateway this token, so the next read can be a one-round-trip hit."""
-    gate = request.META.get("todo_scale.gate")
-    token = getattr(request.auth, "key", None)
-    if token and response_cache.enabled() and not (gate and gate.user_id == request.user.pk):
-        response_cache.token_remember(token, request.user.pk)
-
-
 # Cached JSON reads for a viewset. Described here, not in a docstring: drf-spectacular takes the
 # first docstring of a view's classes as the description of each of its operations.
 class CachedReadMixin:
@@ -107,7 +99,6 @@ class CachedReadMixin:
         if request.accepted_renderer.format != "json":
             cached = compute()
             return Response(json.loads(cached.body), headers=dict(cached.entity_headers()))
-        remember_token(request)
         cached, outcome = cached_or_computed(request, user_id=request.user.pk, compute=compute)
         if cached.not_modified(request.headers.get("If-None-Match")):
             response = HttpResponse(status=status.HTTP_304_NOT_MODIFIED)
@@ -118,13 +109,14 @@ class CachedReadMixin:
         return response
 
 
-# The gateway resolves tokens from Redis without asking Postgres, so a token's mapping must
-# disappear the moment the token does. Connected when the app is ready (todos/apps.py).
+# The gateway resolves tokens from Redis without asking Postgres (for the response cache and
+# for authentication: todos/authentication.py), so a token's mapping must disappear the moment
+# the token does. Connected when the app is ready (todos/apps.py).
 
 
 @receiver(post_delete, sender=Token)
 def token_deleted(sender, instance: Token, **kwargs) -> None:
-    if response_cache.enabled():
+    if response_cache.gate_enabled():
         # Now and after commit: a gateway must not resolve it in between, nor refill it from a
         # request that authenticated just before the delete committed.
         response_cache.token_forget(instance.key)
@@ -133,7 +125,7 @@ def token_deleted(sender, instance: Token, **kwargs) -> None:
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def user_saved(sender, instance, **kwargs) -> None:
-    if response_cache.enabled() and not instance.is_active:
+    if response_cache.gate_enabled() and not instance.is_active:
         for key in Token.objects.filter(user=instance).values_list("key", flat=True):
             response_cache.token_forget(key)
             transaction.on_commit(lambda key=key: response_cache.token_forget(key))

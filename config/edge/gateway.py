@@ -1,12 +1,13 @@
 """The WSGI front of every web replica: rate limits, and cached reads served without Django.
 
 For each request under /api/ it makes one Redis round trip (config/response_cache.gate) that
-counts the request against its rate limits and, for a GET of the todo list or a todo, resolves
-the token and fetches the caller's cached response. Then:
+counts the request against its rate limits, resolves the token (and, with read replicas, reads
+the user's read-your-writes mark) and, for a GET of the todo list or a todo when the response
+cache is on, fetches the caller's cached response. Then:
 - over a limit → 429 with `Retry-After` and `X-RateLimit-*`, before Django or Postgres;
 - a cached response → written out at once: no Django request, no middleware, no DRF, no ORM;
-- otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so the
-  view does not ask Redis again.
+- otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so
+  neither the token authentication nor the view nor the read routing asks again.
 When Redis is unavailable, the breaker skips it and every request goes to Django (rate limits
 fail open, logged and counted).
 """
@@ -19,6 +20,8 @@ from prometheus_client import Counter
 from config.edge import cacheable_routes, ratelimit, response_cache
 from config.edge.http_cache import CachedResponse
 from config.edge.redis_breaker import redis_call
+from config.replicas import sticking
+from config.replicas.health import replica_aliases
 
 GATEWAY_RESPONSES = Counter(
     "todo_scale_gateway_responses",
@@ -49,14 +52,20 @@ class Gateway:
         self.application = application
         self.static_headers = security_headers()
         self.rates = ratelimit.rates()
+        # Without replicas there is no mark to read.
+        self.mark_prefix = sticking.mark_key("") if replica_aliases() else ""
 
     def __call__(self, environ, start_response):
-        if not environ.get("PATH_INFO", "").startswith("/api/") or not response_cache.enabled():
+        if (
+            not environ.get("PATH_INFO", "").startswith("/api/")
+            or not response_cache.gate_enabled()
+        ):
             return self.application(environ, start_response)
         token = bearer_token(environ)
         signature = None
         if (
-            environ.get("REQUEST_METHOD") == "GET"
+            response_cache.enabled()
+            and environ.get("REQUEST_METHOD") == "GET"
             and token
             and cacheable_routes.is_cacheable(environ["PATH_INFO"])
             and accepts_json(environ)
@@ -65,7 +74,9 @@ class Gateway:
         digest = response_cache.token_digest(token) if token else None
         counters = ratelimit.counters_for(environ, digest, self.rates)
         gate = redis_call(
-            "gate", lambda: response_cache.gate(token, signature, counters), fallback=None
+            "gate",
+            lambda: response_cache.gate(token, signature, counters, self.mark_prefix),
+            fallback=None,
         )
         if gate is None:
             return self.application(environ, start_response)

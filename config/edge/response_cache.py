@@ -1,8 +1,10 @@
 """Cached API responses in Redis, keyed by user and generation, and the one-round-trip gate.
 
 Keys (all under the cache's key prefix, in the cache database):
-- `tok:<token digest>` → user id. Filled after a request authenticated by that token; deleted
-  the moment the token is deleted or its user deactivated. Unknown tokens are never stored.
+- `tok:<token digest>` → user id. Filled after a request authenticated by that token; replaced
+  by a tombstone (`-`) the moment the token is deleted or its user deactivated, and never
+  overwritten, so a request that authenticated just before the revocation cannot bring the
+  mapping back. Unknown tokens are never stored.
 - `gen:<user id>` → the user's generation. Every write to the user's todos moves it on commit
   (todos/cache.py). No TTL: with `maxmemory-policy volatile-lru` it is never evicted, and when
   it is missing nothing is served for that user until a fresh, never-used value is set.
@@ -12,7 +14,9 @@ Keys (all under the cache's key prefix, in the cache database):
 Rate-limit counters live in another database (`REDIS_RATELIMIT_DB`).
 
 `gate()` runs one Lua script: resolve the token, read the generation, fetch the entry, and
-increment the rate-limit counters — a cache hit costs exactly one round trip to Redis.
+increment the rate-limit counters — a cache hit costs exactly one round trip to Redis. With
+read replicas it also reads the user's read-your-writes mark (config/replicas/sticking.py), so a
+request that reaches Django does not ask Redis for it again.
 """
 
 import functools
@@ -32,43 +36,56 @@ from config.edge.redis_breaker import redis_call
 # back itself for older servers.
 GATE_SCRIPT = """
 local prefix, cache_db, limit_db = ARGV[1], ARGV[2], ARGV[3]
-local digest, signature = ARGV[4], ARGV[5]
-local uid, gen, entry = false, false, false
+local digest, signature, mark_prefix = ARGV[4], ARGV[5], ARGV[6]
+local uid, gen, entry, mark = false, false, false, false
 if digest ~= '' then
   uid = redis.call('GET', prefix .. 'tok:' .. digest)
+  if uid == '-' then uid = false end
   if uid then
     gen = redis.call('GET', prefix .. 'gen:' .. uid)
     if gen and signature ~= '' then
       entry = redis.call('GET', prefix .. 'resp:' .. uid .. ':' .. gen .. ':' .. signature)
     end
+    if mark_prefix ~= '' then
+      mark = redis.call('GET', prefix .. mark_prefix .. uid) or ''
+    end
   end
 end
 local counts = {}
-if #ARGV > 5 then
+if #ARGV > 6 then
   redis.call('SELECT', limit_db)
-  for i = 6, #ARGV, 2 do
+  for i = 7, #ARGV, 2 do
     local n = redis.call('INCR', ARGV[i])
     if n == 1 then redis.call('EXPIRE', ARGV[i], ARGV[i + 1]) end
     counts[#counts + 1] = n
   end
   redis.call('SELECT', cache_db)
 end
-return {uid, gen, entry, counts}
+return {uid, gen, entry, counts, mark}
 """
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """What Redis knew about a request: its user, their generation, a cached entry, counts."""
+    """What Redis knew about a request: its user, their generation, a cached entry, counts,
+    and the user's read-your-writes mark ("" when they have none; None when it was not read)."""
 
     user_id: int | None
     generation: str | None
     entry: bytes | None
     counts: list[int]
+    mark: str | None = None
 
 
 def enabled() -> bool:
     return settings.TODO_RESPONSE_CACHE
+
+
+def gate_enabled() -> bool:
+    """The gate runs whenever the cache is Redis: rate limits and token resolution need no
+    response cache, and a resolved token spares Django its token query
+    (todos/authentication.py)."""
+    return bool(settings.REDIS_URL)
 
 
 @functools.cache
@@ -112,8 +129,13 @@ def request_signature(environ: dict) -> str:
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def gate(token: str | None, signature: str | None, counters: list) -> GateResult:
-    """Resolve the token, fetch the cached entry, count the request: one round trip."""
+def gate(
+    token: str | None, signature: str | None, counters: list, mark_prefix: str = ""
+) -> GateResult:
+    """Resolve the token, fetch the cached entry, count the request: one round trip.
+
+    With `mark_prefix` (the mark's key without the user id) the user's mark is read too.
+    """
     client = _client()
     cache_db = client.connection_pool.connection_kwargs.get("db", 0)
     argv = [
@@ -122,32 +144,44 @@ def gate(token: str | None, signature: str | None, counters: list) -> GateResult
         settings.REDIS_RATELIMIT_DB,
         token_digest(token) if token else "",
         signature or "",
+        mark_prefix,
     ]
     for counter in counters:
         argv += [counter.key, counter.rate.window]
-    uid, gen, entry, counts = _gate_script(client)(keys=[], args=argv, client=client)
+    uid, gen, entry, counts, mark = _gate_script(client)(keys=[], args=argv, client=client)
     return GateResult(
         user_id=int(uid) if uid else None,
         generation=gen.decode() if gen else None,
         entry=entry or None,
         counts=[int(count) for count in counts],
+        # Stored by `cache.set`, so in django-redis' encoding (a pickle); "" is no mark.
+        mark=(cache.client.decode(mark) if mark else "") if mark is not None else None,
     )
 
 
+# A day: a token's mapping to its user never changes; revocation replaces it explicitly. The
+# tombstone lives as long, so it outlasts any request that authenticated before the revocation.
+TOKEN_TTL = 86_400
+REVOKED = "-"
+
+
 def token_remember(token: str, user_id: int) -> None:
-    """Let the gate resolve `token` to `user_id` (after Django authenticated it)."""
-    # A day: a token's mapping to its user never changes; revocation deletes it explicitly.
+    """Let the gate resolve `token` to `user_id` (after Django authenticated it).
+
+    Never over an existing value: that is either the same mapping or a revocation's tombstone.
+    """
     key = f"tok:{token_digest(token)}"
-    redis_call("token_remember", lambda: _set_raw(key, user_id, 86_400), None)
+    redis_call("token_remember", lambda: _set_raw(key, user_id, TOKEN_TTL, nx=True), None)
 
 
 def token_forget(token: str) -> None:
-    redis_call("token_forget", lambda: cache.delete(f"tok:{token_digest(token)}"), None)
+    key = f"tok:{token_digest(token)}"
+    redis_call("token_forget", lambda: _set_raw(key, REVOKED, TOKEN_TTL), None)
 
 
-def _set_raw(key: str, value, ttl: int) -> None:
+def _set_raw(key: str, value, ttl: int, nx: bool = False) -> None:
     # Plain values, not django-redis's pickles, so the Lua script can read them.
-    _client().set(cache.make_key(key), value, ex=ttl)
+    _client().set(cache.make_key(key), value, ex=ttl, nx=nx)
 
 
 def generation_get(user_id: int) -> str | None:

@@ -83,7 +83,7 @@ class RequestRouting:
             user_id = authenticated_user_id(self.request)
             if user_id is None:
                 return DEFAULT_DB_ALIAS
-            self.alias = choose_read_alias(user_id)
+            self.alias = choose_read_alias(user_id, self.request.META.get("todo_scale.gate"))
         return self.alias
 
     # --- execute wrappers -------------------------------------------------------------------
@@ -158,11 +158,14 @@ def read_alias() -> str:
     return DEFAULT_DB_ALIAS if routing is None else routing.read_alias()
 
 
-def choose_read_alias(user_id: int) -> str:
-    """A standby that is up and has replayed `user_id`'s last write, else the primary."""
+def choose_read_alias(user_id: int, gate=None) -> str:
+    """A standby that is up and has replayed `user_id`'s last write, else the primary.
+
+    `gate`: the gateway's answer for the request, holding the user's mark when it read it.
+    """
     health = replica_health()
     try:
-        mark = sticking.write_location(user_id)
+        mark = sticking.write_location(user_id, gate)
     except sticking.MarksUnavailable:
         REPLICA_FALLBACKS.labels("marks_unavailable").inc()
         return DEFAULT_DB_ALIAS

@@ -61,12 +61,19 @@ def stick(user_id: int) -> None:
     )
 
 
-def write_location(user_id: int) -> int | None:
+def write_location(user_id: int, gate=None) -> int | None:
     """The position the user's reads must see, or None if they wrote nothing recently.
 
-    Raises MarksUnavailable when the cache cannot answer: correctness before speed.
+    `gate` is the gateway's answer for this request (config/edge/response_cache.py): when it
+    read this user's mark, that value is used instead of another round trip. Raises
+    MarksUnavailable when the cache cannot answer: correctness before speed.
     """
-    value = redis_call("lsn_mark_get", lambda: cache.get(mark_key(user_id), _NO_MARK), _UNREACHABLE)
+    if gate is not None and gate.user_id == user_id and gate.mark is not None:
+        value = gate.mark
+    else:
+        value = redis_call(
+            "lsn_mark_get", lambda: cache.get(mark_key(user_id), _NO_MARK), _UNREACHABLE
+        )
     if value is _UNREACHABLE:
         raise MarksUnavailable
     return parse_lsn(value) if value else None

@@ -215,3 +215,22 @@ def test_generation_survives_a_flush_without_reusing_old_values(user):
     assert int(bumped) == int(first) + 1
     assert fresh not in {first, bumped}
     assert int(fresh) > int(bumped)
+
+
+def test_the_gate_reads_the_users_read_your_writes_mark(api):
+    from django.core.cache import cache
+
+    from config.replicas import sticking
+
+    token = Token.objects.get(user=api.user)
+    api.get("/api/todos")
+    prefix = sticking.mark_key("")
+    assert response_cache.gate(token.key, None, [], prefix).mark == ""
+    assert response_cache.gate(token.key, None, []).mark is None
+
+    cache.set(sticking.mark_key(api.user.pk), "0/1A2B", timeout=30)
+    gate = response_cache.gate(token.key, None, [], prefix)
+
+    assert gate.mark == "0/1A2B"
+    assert sticking.write_location(api.user.pk, gate) == 0x1A2B
+    assert sticking.write_location(api.user.pk + 1, gate) is None

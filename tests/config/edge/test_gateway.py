@@ -5,6 +5,7 @@ import time
 
 import pytest
 from django.db import connection
+from rest_framework.authtoken.models import Token
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
@@ -183,3 +184,57 @@ def test_idempotent_post_holds_with_redis_stopped(flushed_redis, alice):
     assert first.status == retry.status == 201
     assert retry.json()["id"] == first.json()["id"]
     assert Todo.objects.count() == 1
+
+
+def suite_redis() -> str:
+    """The Redis this test process's cache uses (the one its signal receivers write to)."""
+    from django.conf import settings
+
+    return settings.REDIS_URL.rsplit("/", 1)[0]
+
+
+def test_without_the_response_cache_the_gateway_still_authenticates_and_revokes_at_once(alice):
+    user, token = alice
+    todo = TodoFactory(owner=user, title="a")
+    with app_server(suite_redis(), TODO_RESPONSE_CACHE="false") as server:
+        # the first request teaches the gateway the token; the later ones are resolved by it
+        replies = [server.request("GET", "/api/todos", token=token) for _ in range(3)]
+        item = server.request("GET", f"/api/todos/{todo.id}", token=token)
+        created = server.request("POST", "/api/todos", token=token, body={"title": "b"})
+
+        Token.objects.filter(key=token).delete()
+        revoked = server.request("GET", "/api/todos", token=token)
+
+    assert [reply.status for reply in replies] == [200, 200, 200]
+    assert {reply.body for reply in replies} == {replies[0].body}
+    assert replies[-1].headers["X-Cache"] == "uncached"
+    assert item.json()["title"] == "a"
+    assert created.status == 201
+    assert Todo.objects.get(pk=created.json()["id"]).owner == user
+    assert revoked.status == 401
+
+
+def test_a_deactivated_user_is_refused_at_once(alice):
+    user, token = alice
+    with app_server(suite_redis(), TODO_RESPONSE_CACHE="false") as server:
+        assert server.request("GET", "/api/todos", token=token).status == 200
+        assert server.request("GET", "/api/todos", token=token).status == 200
+        user.is_active = False
+        user.save()
+        refused = server.request("GET", "/api/todos", token=token)
+
+    assert refused.status == 401
+
+
+def test_a_request_that_authenticated_before_a_revocation_cannot_bring_the_token_back(alice):
+    from config.edge import response_cache
+
+    user, token = alice
+    with app_server(suite_redis(), TODO_RESPONSE_CACHE="false") as server:
+        assert server.request("GET", "/api/todos", token=token).status == 200
+        Token.objects.filter(key=token).delete()
+        # what a request that read the token from Postgres just before the delete writes late
+        response_cache.token_remember(token, user.pk)
+        revoked = server.request("GET", "/api/todos", token=token)
+
+    assert revoked.status == 401
