@@ -16,7 +16,13 @@ from todos.cache import CachedReadMixin
 from todos.filters import TodoFilter
 from todos.models import Todo
 from todos.pagination import KeysetPagination
-from todos.representation import todo_representation, todo_rows
+from todos.representation import (
+    json_array,
+    json_rows_supported,
+    todo_json_rows,
+    todo_representation,
+    todo_rows,
+)
 from todos.schema import destroy_all_schema, todo_schema
 from todos.serializers import TodoSerializer
 
@@ -77,9 +83,12 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
     def render_page(self) -> CachedResponse:
         todos = self.filter_queryset(selectors.todo_list(owner=self.request.user))
         pagination = KeysetPagination()
-        page = pagination.paginate(todo_rows(todos), self.request)
         prefix = self.todo_url_prefix()
-        body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
+        if json_rows_supported():
+            body = json_array(pagination.paginate(todo_json_rows(todos, prefix), self.request))
+        else:
+            page = pagination.paginate(todo_rows(todos), self.request)
+            body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
         return CachedResponse(body_etag(body), pagination.next_link() or "", body)
 
     def render_item(self) -> CachedResponse:
