@@ -12,36 +12,19 @@ bench/results/cache.md. Run with `make bench` or `.venv/bin/python -m bench.cach
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import RESULTS, children, manage, project_env, seed_user, static_nginx
+from bench.load import cpu_seconds, process_tree
+from bench.processes import RESULTS, manage, project_env, seed_user, static_nginx
 from deploy.local.gunicorn import Gunicorn, start_gunicorn
 from deploy.local.nginx import binary as nginx_binary
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of processes, from /proc (clock ticks)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def process_tree(pid: int) -> list[int]:
-    return [pid, *children(pid)]
 
 
 def wrk(url: str, token: str | None, seconds: int, connections: int) -> dict:
