@@ -7,7 +7,7 @@ then serves `GET /api/todos` (100 todos) from gunicorn three ways and loads each
 - ceiling: nginx serving the same bytes from a file (what the machine can do at best).
 Reports requests/s and the server's CPU per request (user+system time of the gunicorn processes
 divided by requests served), which is steadier than throughput on a shared machine. Results go to
-bench/results/cache.md. Run with `make bench` or `.venv/bin/python -m bench.cache_hit`.
+bench/results/cache.md. Run with `make bench-all` or `.venv/bin/python -m bench.cache_hit`.
 """
 
 import argparse
