@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help venv run test test-fast bench lint format migrate seed demo-user schema worker beat relay clean \
+.PHONY: help venv run test test-fast bench bench-quick bench-all lint format migrate seed demo-user schema worker beat relay clean \
 	stack stack-status stack-restart stack-down
 
 help: ## list the commands
@@ -39,11 +39,19 @@ seed: venv ## add seed data: make seed USERS=100 PER_USER=1000
 test: venv ## run the whole test suite (starts its own Postgres, Redis, broker)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: venv ## load benchmarks; tables written to bench/results/
+# bench/performance.py says what each scenario loads; BENCH_PEERS=DIR adds the peers' rows,
+# REPLICAS sets the replicas behind nginx (2).
+bench: venv ## every performance scenario beside the peers (BENCH_PEERS=DIR): bench/results/performance.md
+	$(PY) -m bench.performance
+
+bench-quick: venv ## the CI-sized bench (BENCH_QUICK=1): seconds per scenario, fails on any error
+	BENCH_QUICK=1 $(PY) -m bench.performance
+
+bench-all: venv ## make bench, then the cache, read-routing and export benchmarks
+	$(PY) -m bench.performance
 	$(PY) -m bench.cache_hit
 	$(PY) -m bench.replica_routing
 	$(PY) -m bench.exports
-	$(PY) -m bench.peers
 
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .

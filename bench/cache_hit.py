@@ -7,41 +7,24 @@ then serves `GET /api/todos` (100 todos) from gunicorn three ways and loads each
 - ceiling: nginx serving the same bytes from a file (what the machine can do at best).
 Reports requests/s and the server's CPU per request (user+system time of the gunicorn processes
 divided by requests served), which is steadier than throughput on a shared machine. Results go to
-bench/results/cache.md. Run with `make bench` or `.venv/bin/python -m bench.cache_hit`.
+bench/results/cache.md. Run with `make bench-all` or `.venv/bin/python -m bench.cache_hit`.
 """
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.processes import RESULTS, children, manage, project_env, seed_user, static_nginx
+from bench.load import cpu_seconds, process_tree
+from bench.processes import RESULTS, manage, project_env, seed_user, static_nginx
 from deploy.local.gunicorn import Gunicorn, start_gunicorn
 from deploy.local.nginx import binary as nginx_binary
 from deploy.local.ports import free_port
 from deploy.local.postgres import start_cluster
 from deploy.local.redis import start_redis
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of processes, from /proc (clock ticks)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-def process_tree(pid: int) -> list[int]:
-    return [pid, *children(pid)]
 
 
 def wrk(url: str, token: str | None, seconds: int, connections: int) -> dict:

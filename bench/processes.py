@@ -1,6 +1,7 @@
 """What the benchmarks share: the project's environment, manage.py, and process bookkeeping."""
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -19,8 +20,11 @@ RESULTS = ROOT / "bench" / "results"
 def project_env(**extra: str) -> dict:
     """This environment without the project's variables, plus `extra`: each benchmark says
     exactly which services it uses."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))}
-    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+    # The project's settings, and gunicorn's tuning (deploy/gunicorn.conf.py reads
+    # WEB_CONCURRENCY and GUNICORN_*): a benchmark measures the shipped defaults unless it says.
+    project = ("DJANGO_", "DATABASE_", "GUNICORN_", "TODO_", "RATE_LIMIT_", "PROMETHEUS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(project)}
+    for name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "WEB_CONCURRENCY"):
         env.pop(name, None)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -51,6 +55,33 @@ def seed_user(env: dict, username: str, count: int) -> str:
         f"seed_todos(User.objects.get(username={username!r}), {count})"
     ))  # fmt: skip
     return token
+
+
+SEED_USERS = """
+import json
+from django.contrib.auth import get_user_model
+from deploy.local.seed import seed_todos
+from todos.models import Todo
+from todos.services import user_token_issue
+users = {}
+for name, count in json.loads(SPEC):
+    user = get_user_model().objects.create_user(username=name)
+    seed_todos(user, count)
+    first = Todo.objects.filter(owner=user).order_by("order", "id").first()
+    users[name] = [user_token_issue(user=user).key, first.pk if first else None]
+print(json.dumps(users))
+"""
+
+
+def seed_users(env: dict, spec: dict[str, int]) -> dict[str, tuple[str, int | None]]:
+    """Create each user of `spec` with that many todos (as seed_user), all in one process; return
+    each user's token and the id of its first todo (the shell's last line of output: it may
+    announce its automatic imports before)."""
+    script = SEED_USERS.replace("SPEC", repr(json.dumps(list(spec.items()))))
+    return {
+        name: tuple(pair)
+        for name, pair in json.loads(manage(env, "shell", "-c", script).splitlines()[-1]).items()
+    }
 
 
 @contextlib.contextmanager
