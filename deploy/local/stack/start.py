@@ -216,7 +216,7 @@ def _print_summary(stack: Stack) -> None:
         f"  replicas     {replicas}  (nginx least_conn)",
         "  Prometheus   "
         + (
-            f"http://127.0.0.1:{prometheus['port']}"
+            f"http://127.0.0.1:{prometheus['port']}  (targets /targets, alerts /alerts)"
             if prometheus
             else "skipped: the prometheus binary is not installed (apt-get install prometheus)"
         ),
