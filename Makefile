@@ -78,7 +78,7 @@ relay: venv ## publish outbox rows to the broker, also after an outage (needs CE
 stack: venv ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
 	$(PY) -m deploy.local.stack start
 
-stack-status: venv ## every stack process (pid, port, ready) and the replication status
+stack-status: venv ## every stack process (pid, port, ready), Prometheus scrape targets, replication
 	$(PY) -m deploy.local.stack status
 
 stack-restart: venv ## rolling restart of the web replicas, one at a time, no failed request

@@ -15,6 +15,8 @@ from django.db import DatabaseError, connections
 from django.http import JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from config.migration_metrics import unapplied_migrations_refresh
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,5 +59,6 @@ class HealthCheckMiddleware:
                 response = JsonResponse({"detail": "Metrics need the scraper's token."}, status=401)
                 response["WWW-Authenticate"] = "Bearer"
                 return response
+            unapplied_migrations_refresh()
             return ExportToDjangoView(request)
         return self.get_response(request)

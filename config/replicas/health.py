@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,19 @@ REPLICA_FALLBACKS = Counter(
     "todo_scale_db_replica_fallbacks",
     "Reads of a signed-in user sent to the primary although replicas are configured, by reason",
     ["reason"],
+)
+REPLICA_EJECTIONS = Counter(
+    "todo_scale_db_replica_ejections",
+    "Standbys taken out of this process's reads for the cool-down, by alias and reason",
+    ["alias", "reason"],
+)
+# Each gunicorn worker checks on its own schedule: the newest check of a live worker is the
+# value to show, and a dead worker's last value must not linger.
+REPLICA_LAG = Gauge(
+    "todo_scale_db_replica_lag_bytes",
+    "Bytes of WAL the primary had written that the standby had not replayed, at the last check",
+    ["alias"],
+    multiprocess_mode="livemostrecent",
 )
 
 
@@ -136,6 +149,7 @@ class ReplicaHealth:
             logger.warning(
                 "read replica %s out for %.0f s (%s): %s", alias, self.cooldown, reason, detail
             )
+            REPLICA_EJECTIONS.labels(alias, reason).inc()
         state.down_until = self._clock() + self.cooldown
         state.down_reason = reason
         if reason == "error":
@@ -199,6 +213,7 @@ class ReplicaHealth:
             return
         state.replay_lsn = parse_lsn(replay)
         state.lag_bytes = max(primary - state.replay_lsn, 0)
+        REPLICA_LAG.labels(state.alias).set(state.lag_bytes)
         if state.lag_bytes > self.max_lag:
             self.trip(state.alias, "lag", f"{state.lag_bytes} bytes behind")
         elif baseline is not None and state.replay_lsn < baseline:

@@ -466,6 +466,7 @@ def test_stack_prometheus_template_renders_to_a_valid_config(tmp_path):
         TARGETS='"127.0.0.1:8101", "127.0.0.1:8102"',
         WORKER_TARGET='"127.0.0.1:9808"',
         RELAY_TARGET='"127.0.0.1:9809"',
+        RULES=str(PROMETHEUS_DIR / "alerts.yml"),
     )
     path = tmp_path / "prometheus.yml"
     path.write_text(rendered)

@@ -30,7 +30,7 @@ from deploy.local._proc import ROOT, ServiceError
 from deploy.local.stack.processes import Stack
 from deploy.local.stack.restart import restart
 from deploy.local.stack.start import start
-from deploy.local.stack.status import print_status, status
+from deploy.local.stack.status import print_status, scrape_targets, status
 from deploy.local.stack.teardown import down, remove_runtime_state
 
 
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     "url": stack.url,
                     "token": stack.state.get("token"),
                     "processes": status(stack),
+                    "prometheus_targets": scrape_targets(stack),
                 }
                 print(json.dumps(document, indent=2))
             else:

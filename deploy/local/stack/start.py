@@ -34,6 +34,7 @@ from deploy.local.stack.processes import Stack, StackError
 from deploy.local.stack.teardown import down
 
 PROMETHEUS_TEMPLATE = ROOT / "deploy" / "prometheus" / "prometheus.local.yml.template"
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 
 def start(stack: Stack, *, replicas: int, port: int) -> None:
@@ -191,6 +192,7 @@ def _start_prometheus(stack: Stack, port: int) -> dict | None:
             TARGETS=targets,
             WORKER_TARGET=f'"127.0.0.1:{processes["worker"]["port"]}"',
             RELAY_TARGET=f'"127.0.0.1:{processes["relay"]["port"]}"',
+            RULES=str(PROMETHEUS_RULES),
         )
     )
     argv = [
@@ -214,7 +216,7 @@ def _print_summary(stack: Stack) -> None:
         f"  replicas     {replicas}  (nginx least_conn)",
         "  Prometheus   "
         + (
-            f"http://127.0.0.1:{prometheus['port']}"
+            f"http://127.0.0.1:{prometheus['port']}  (targets /targets, alerts /alerts)"
             if prometheus
             else "skipped: the prometheus binary is not installed (apt-get install prometheus)"
         ),

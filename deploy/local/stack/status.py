@@ -1,10 +1,14 @@
-"""`stack status`: each process's pid, port and readiness, and the replication report."""
+"""`stack status`: each process's pid, port and readiness, Prometheus' scrape targets, and the
+replication report."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 
 from deploy.local._proc import ROOT
@@ -72,6 +76,46 @@ def status(stack: Stack) -> list[dict]:
     return rows
 
 
+def scrape_targets(stack: Stack) -> list[dict] | None:
+    """Prometheus' view of each target it scrapes (`/api/v1/targets`): job, address, health
+    (`up`, `down`, or `unknown` before the first scrape) and the last error; None without a
+    Prometheus that answers."""
+    record = stack.state["processes"].get("prometheus")
+    if record is None:
+        return None
+    url = f"http://127.0.0.1:{record['port']}/api/v1/targets?state=active"
+    try:
+        # 2 s: Prometheus answers from memory in milliseconds; more means it is stuck.
+        with urllib.request.urlopen(url, timeout=2) as response:
+            document = json.load(response)
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return [
+        {
+            "job": target["labels"].get("job", ""),
+            "instance": target["labels"].get("instance", ""),
+            "health": target["health"],
+            "last_error": target.get("lastError", ""),
+        }
+        for target in document["data"]["activeTargets"]
+    ]
+
+
+def _print_targets(targets: list[dict] | None, prometheus_running: bool) -> bool:
+    """Print the scrape targets; False when one of them is down."""
+    if not prometheus_running:
+        return True
+    print("\nPrometheus scrape targets (/api/v1/targets):")
+    if targets is None:
+        print("  Prometheus did not answer")
+        return False
+    for target in sorted(targets, key=lambda t: (t["job"], t["instance"])):
+        error = f"  {target['last_error']}" if target["last_error"] else ""
+        print(f"  {target['job']:<14} {target['instance']:<22} {target['health']}{error}")
+    # `unknown` is a target not scraped yet (the first 15 s after a start), not a failure.
+    return all(target["health"] != "down" for target in targets)
+
+
 def replication_report(stack: Stack) -> tuple[int, str]:
     proc = subprocess.run(
         [sys.executable, "manage.py", "replication_status"],
@@ -92,11 +136,12 @@ def print_status(stack: Stack, rows: list[dict]) -> int:
         print(f"{row['name']:<18} {row['pid'] or '-':>8} {row['port'] or '-':>6}  {state}")
     if "prometheus" not in stack.state["processes"]:
         print(f"{'prometheus':<18} {'-':>8} {'-':>6}  skipped (not installed)")
+    targets_up = _print_targets(scrape_targets(stack), "prometheus" in stack.state["processes"])
     if "database_url" not in stack.state:
         # A start that died before Postgres was up: nothing to ask.
         return 1
     code, report = replication_report(stack)
     print("\nReplication (manage.py replication_status):")
     print(report)
-    healthy = all(row["ready"] for row in rows) and code == 0
+    healthy = all(row["ready"] for row in rows) and targets_up and code == 0
     return 0 if healthy else 1

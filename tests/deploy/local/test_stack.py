@@ -200,6 +200,31 @@ def test_an_export_is_run_by_the_real_worker(stack):
     assert relay.metric("todo_scale_outbox_unsent") == 0
 
 
+def test_prometheus_is_announced_and_status_shows_its_scrape_targets_up(stack):
+    if shutil.which("prometheus") is None:
+        pytest.skip("`prometheus` is not installed; the stack runs without it")
+    port = stack.status()["prometheus"]["port"]
+    assert f"Prometheus   http://127.0.0.1:{port}" in stack.start_output
+
+    # Prometheus scrapes every 15 s: each target is up by its second scrape at the latest.
+    deadline = time.monotonic() + 45
+    while True:
+        result = stack.command("status", "--json")
+        targets = json.loads(result.stdout)["prometheus_targets"] or []
+        if targets and all(target["health"] == "up" for target in targets):
+            break
+        assert time.monotonic() < deadline, targets
+        time.sleep(1)
+
+    assert sorted(target["job"] for target in targets) == sorted(
+        ["web"] * REPLICAS + ["worker", "outbox-relay"]
+    )
+    text = stack.command("status")
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "Prometheus scrape targets" in text.stdout
+    assert re.search(r"^  worker\s+127\.0\.0\.1:\d+\s+up$", text.stdout, re.M), text.stdout
+
+
 def test_a_rolling_restart_under_load_fails_no_request(stack):
     before = stack.status()
     served, failures = [0], []
