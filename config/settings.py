@@ -390,6 +390,11 @@ else:
 # port 8000).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 OUTBOX_METRICS_PORT = env.int("OUTBOX_METRICS_PORT", default=0)
+# Publish a request's outbox rows right after its commit (tasks/outbox.py, the fast path); off,
+# they wait for the relay process (at most its poll interval, a second). Off saved a quarter of
+# the web CPU of a PATCH of `completed` with RabbitMQ (18.6 -> 14.2 ms a request, medians of 3
+# interleaved rounds); leave it on wherever no relay process runs.
+OUTBOX_PUBLISH_ON_COMMIT = env.bool("OUTBOX_PUBLISH_ON_COMMIT", default=True)
 # Only failures are stored, for operators (`AsyncResult(id).state`); status a client sees lives
 # in Postgres (exports). A day is long enough to look one up after an alert.
 CELERY_TASK_IGNORE_RESULT = True

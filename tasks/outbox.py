@@ -6,6 +6,7 @@ rows; three things call it:
 
 - The fast path, in the process that committed the rows (`publish_after_commit`, on the
   `outbox_committed` signal): the task is usually on the broker milliseconds after the commit.
+  `OUTBOX_PUBLISH_ON_COMMIT=false` turns it off where the relay process runs.
   A broker that is down fails the publish at once (a short connect timeout, one reconnect);
   the request has already succeeded, the rows stay unsent, and the fast path pauses for a few
   seconds so that requests do not each pay for the dead broker.
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from amqp.exceptions import MessageNacked
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.dispatch import receiver
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -136,7 +138,7 @@ _fast_path = {"paused_until": 0.0}
 @receiver(outbox_committed, dispatch_uid="tasks.outbox.publish_after_commit")
 def publish_after_commit(sender, ids: list[int], **kwargs) -> None:
     """The fast path: publish the rows a transaction just committed."""
-    if time.monotonic() < _fast_path["paused_until"]:
+    if not settings.OUTBOX_PUBLISH_ON_COMMIT or time.monotonic() < _fast_path["paused_until"]:
         return
     if outbox_relay(ids=ids).error is not None:
         _fast_path["paused_until"] = time.monotonic() + FAST_PATH_PAUSE

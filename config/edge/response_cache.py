@@ -22,6 +22,7 @@ request that reaches Django does not ask Redis for it again.
 import functools
 import hashlib
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -221,6 +222,46 @@ def generation_bump(user_id: int) -> None:
         client.incr(key)
 
     redis_call("generation_bump", bump, None)
+
+
+# Lua: what a commit changes in one round trip. KEYS are first the entries to set (their values
+# in ARGV after the first two), each expiring after ARGV[1] ms, then the generations to move;
+# a missing generation restarts from ARGV[2], a value never used (see `generation_start`).
+BUMP_SCRIPT = """
+local ttl, fresh, entries = ARGV[1], ARGV[2], #ARGV - 2
+for i = 1, entries do
+  redis.call('SET', KEYS[i], ARGV[i + 2], 'PX', ttl)
+end
+for i = entries + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SET', KEYS[i], fresh) end
+  redis.call('INCR', KEYS[i])
+end
+return 1
+"""
+
+
+@functools.cache
+def _bump_script(client):
+    return client.register_script(BUMP_SCRIPT)
+
+
+def generations_bump(
+    user_ids: Iterable[int], *, first: Mapping[str, bytes] | None = None, ttl: float = 0
+) -> bool:
+    """`generation_bump` for each of `user_ids`, in one round trip; False if Redis did not answer.
+
+    `first` (full key → value, expiring after `ttl` seconds) is set before any generation moves,
+    in the same script: the read-your-writes marks a reader of a new generation relies on.
+    """
+    first = first or {}
+    keys = [*first, *(cache.make_key(f"gen:{user_id}") for user_id in user_ids)]
+    args = [int(ttl * 1000), time.time_ns() // 1000, *first.values()]
+
+    def bump() -> bool:
+        client = _client()
+        return bool(_bump_script(client)(keys=keys, args=args, client=client))
+
+    return redis_call("generation_bump", bump, False)
 
 
 def response_store(user_id: int, generation: str, signature: str, response: CachedResponse):

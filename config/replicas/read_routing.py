@@ -26,6 +26,7 @@ import contextvars
 import functools
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.core.exceptions import MiddlewareNotUsed
@@ -75,6 +76,8 @@ class RequestRouting:
     request: HttpRequest
     alias: str | None = None
     wrote: bool = False
+    # A write since the request's user was last stuck: the middleware sticks them at the end.
+    unstuck: bool = False
 
     def read_alias(self) -> str:
         if self.wrote or connections[DEFAULT_DB_ALIAS].in_atomic_block:
@@ -91,7 +94,7 @@ class RequestRouting:
         if is_read(sql):
             DB_READS.labels(DEFAULT_DB_ALIAS).inc()
         elif is_write(sql):
-            self.wrote = True
+            self.wrote = self.unstuck = True
         return execute(sql, params, many, context)
 
     def fail_over(self, execute, sql, params, many, context):
@@ -148,6 +151,14 @@ def routing_for(request: HttpRequest):
         _current.reset(token)
 
 
+def users_stuck(user_ids: Iterable[int]) -> None:
+    """Note that `user_ids` were just stuck after a commit (config/replicas/sticking.py), so
+    the request need not stick its user again unless it writes once more."""
+    routing = _current.get()
+    if routing is not None and authenticated_user_id(routing.request) in user_ids:
+        routing.unstuck = False
+
+
 def read_alias() -> str:
     """The alias for a read now: the request's choice, or the primary outside a request.
 
@@ -197,7 +208,7 @@ class ReadReplicaMiddleware:
     def __call__(self, request):
         with routing_for(request) as routing:
             response = self.get_response(request)
-        if routing.wrote:
+        if routing.unstuck:
             user_id = authenticated_user_id(request)
             if user_id is not None:
                 # After the commit: a mark taken before it could be older than the write. With

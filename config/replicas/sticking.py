@@ -13,6 +13,7 @@ is out of rotation anyway (config/replicas/health.py), so an expired mark never 
 """
 
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.cache import cache
@@ -59,6 +60,28 @@ def stick(user_id: int) -> None:
         ),
         None,
     )
+
+
+def write_position() -> int | None:
+    """The primary's current position, to stick users who just committed; None if unreadable.
+
+    For callers that record the marks themselves (`marks`), together with other cache writes.
+    """
+    try:
+        return primary_write_location()
+    except DatabaseError:
+        logger.warning("could not read the primary's WAL position")
+        return None
+
+
+def marks(user_ids: Iterable[int], position: int) -> dict[str, bytes]:
+    """The cache entries `stick()` would store for `user_ids` at `position`: full key → value,
+    encoded as the cache encodes them, to be set with an expiry of `DATABASE_STICKING_TTL`.
+
+    Precondition: the cache is django-redis' (as the response cache requires).
+    """
+    value = cache.client.encode(format_lsn(position), allow_int=False)
+    return {cache.make_key(mark_key(user_id)): value for user_id in user_ids}
 
 
 def write_location(user_id: int, gate=None) -> int | None:

@@ -105,3 +105,20 @@ def test_a_row_published_but_not_marked_sent_goes_out_again_and_does_no_harm(
     assert export.status == "done"
     assert export.todo_count == 5
     assert ExportChunk.objects.filter(export=export).count() == 2  # the todos, then "]"
+
+
+def test_without_publish_on_commit_the_request_leaves_its_rows_to_the_relay(
+    owner_api, broker, settings
+):
+    # given: web processes that leave publishing to the relay process
+    settings.OUTBOX_PUBLISH_ON_COMMIT = False
+    todo = TodoFactory(owner=owner_api.user)
+
+    # when: a client completes a todo
+    response = owner_api.patch(f"/api/todos/{todo.pk}", {"completed": True}, format="json")
+
+    # then: the request succeeded and published nothing; the relay publishes the row
+    assert response.status_code == 200
+    assert OutboxMessage.objects.get().sent_at is None
+    assert outbox.outbox_relay().sent == 1
+    assert OutboxMessage.objects.get().sent_at is not None

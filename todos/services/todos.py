@@ -5,7 +5,7 @@ moves the owners' cache generations (`todos_changed`) and, when completion chang
 their statistics (`todo_completion_changed`).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -81,24 +81,39 @@ def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
 
 @transaction.atomic
 def todo_delete(*, todo: Todo) -> None:
+    _todo_remove(todo=todo)
+
+
+def _todo_remove(*, todo: Todo) -> None:
     todo.delete()
     todos_changed(owner_ids=[todo.owner_id])
 
 
 @transaction.atomic
 def todo_update_checked(
-    *, owner: AbstractBaseUser, todo_id: int, changes: dict, if_match: str | None
+    *,
+    owner: AbstractBaseUser,
+    todo_id: int,
+    changes: dict | Callable[[Todo], dict],
+    if_match: str | None,
 ) -> Todo:
     """`todo_update` under a row lock, refused when `if_match` names a stale version.
 
     The lock makes check-and-write atomic: of two clients that send the same `If-Match`
     together, the second waits for the first, then sees a new version and gets
     `PreconditionFailed`. Raises `Todo.DoesNotExist` for a missing or foreign id.
+
+    `changes` may be a function of the locked todo that returns them: the caller's validation
+    of a request against the current row, so that one locked read serves both (whatever it
+    raises rolls the transaction back and reaches the caller).
     """
     todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
+    if callable(changes):
+        changes = changes(todo)
     if not match(if_match, todo_etag(todo)):
         raise PreconditionFailed
-    return todo_update(todo=todo, changes=changes)
+    # Not `todo_update`: its nested atomic block would cost a SAVEPOINT and a RELEASE.
+    return _todo_apply(todo=todo, changes=changes, writable=TODO_WRITABLE_FIELDS)
 
 
 @transaction.atomic
@@ -107,7 +122,7 @@ def todo_delete_checked(*, owner: AbstractBaseUser, todo_id: int, if_match: str 
     todo = Todo.objects.select_for_update().get(owner=owner, pk=todo_id)
     if not match(if_match, todo_etag(todo)):
         raise PreconditionFailed
-    todo_delete(todo=todo)
+    _todo_remove(todo=todo)
 
 
 @transaction.atomic
