@@ -13,15 +13,12 @@ from tests.servers import clean_env, gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHECKS = ",".join(
-    (
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-    )
-)
+# Every check schemathesis has, among them `negative_data_rejection` (a request the schema
+# forbids must be refused) and `unsupported_method`, `ignored_auth`, `use_after_free`. Left out:
+# `positive_data_acceptance`, which wants every schema-valid request accepted, and a valid
+# request can still be refused for what the schema cannot say (a cursor from another ordering,
+# a stale ETag in If-Match, a todo id that does not exist).
+EXCLUDED_CHECKS = "positive_data_acceptance"
 
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path):
@@ -41,9 +38,10 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path)
             [
                 os.path.join(os.path.dirname(sys.executable), "st"),
                 "run", f"{server.base}/api/schema", "--url", server.base,
-                "--checks", CHECKS,
-                # Enough to reach every operation's error paths in about ten seconds; the
-                # stateful phase (chains of calls) would triple the time for little more.
+                "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS,
+                # Enough to reach every operation's error paths in about a minute and a half
+                # on two cores; the stateful phase (chains of calls) would triple the time for
+                # little more.
                 "--max-examples", "15", "--seed", "1", "--phases", "coverage,fuzzing",
                 "-H", f"Authorization: Token {token}",
                 "--report-dir", str(tmp_path),

@@ -2,8 +2,9 @@
 
 Both render each todo exactly as the API does (todos/representation.py, with the
 `todo_url_prefix` of the request that asked for the export), so a client can treat the file as
-one long list response. A piece is produced per batch of todos, so an export of any size needs
-the memory of one batch.
+one long list response; in CSV only, a text cell a spreadsheet would run as a formula is
+neutralised first (`csv_cell`). A piece is produced per batch of todos, so an export of any
+size needs the memory of one batch.
 """
 
 import csv
@@ -15,6 +16,10 @@ from rest_framework.renderers import JSONRenderer
 from todos.models import Export
 from todos.representation import todo_representation
 from todos.serializers import TodoSerializer
+
+# OWASP's CSV injection guidance: a cell starting with one of these is a formula (or, for tab and
+# carriage return, hides one after the separator) in Excel, LibreOffice and Google Sheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 CONTENT_TYPES = {
     Export.Format.JSON: "application/json",
@@ -49,14 +54,14 @@ def _json_pieces(rows: Iterable[list[dict]]) -> Iterator[bytes]:
 
 def _csv_pieces(rows: Iterable[list[dict]]) -> Iterator[bytes]:
     """RFC 4180 CSV with a header row of the API's field names; booleans as true/false (as in
-    JSON) and null as an empty field."""
+    JSON), null as an empty field, text cells as `csv_cell` neutralises them."""
     fields = list(TodoSerializer.Meta.fields)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(fields)
     for batch in rows:
         for item in batch:
-            writer.writerow([_csv_value(item[name]) for name in fields])
+            writer.writerow([csv_cell(item[name]) for name in fields])
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
@@ -65,9 +70,14 @@ def _csv_pieces(rows: Iterable[list[dict]]) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-def _csv_value(value) -> str:
+def csv_cell(value) -> str:
+    """One CSV cell. A string starting with a formula character gets a leading `'`, which makes
+    spreadsheets take the cell as text; numbers are left alone, so an `order` of -5 stays the
+    number -5."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
     return str(value)

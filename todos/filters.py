@@ -4,6 +4,10 @@ import django_filters
 
 from todos.models import Todo
 
+# Longer than any phrase worth searching for; it bounds the ILIKE pattern Postgres matches
+# against every title of the list.
+SEARCH_MAX_LENGTH = 200
+
 
 class TodoFilter(django_filters.FilterSet):
     # A choice, not django-filter's BooleanFilter: that one silently ignores `?completed=maybe`
@@ -16,7 +20,7 @@ class TodoFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
         field_name="title",
         lookup_expr="icontains",
-        max_length=200,
+        max_length=SEARCH_MAX_LENGTH,
         help_text="part of the title",
     )
 

@@ -1,5 +1,5 @@
 """Exports through the real broker and a real worker: 202, then done, then a file equal to what
-the API lists, in JSON and in CSV."""
+the API lists, in JSON and in CSV (with text cells that a spreadsheet would run neutralised)."""
 
 import csv
 import io
@@ -10,11 +10,12 @@ import pytest
 from deploy.local.seed import seed_todos
 from tests.services import wait_for
 from tests.tasks.conftest import api_todo_list
-from todos.models import Export, OutboxMessage
+from todos.models import Export, OutboxMessage, Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TODOS = 10_000
+FIELDS = ["id", "url", "title", "completed", "order", "due_at", "created_at", "updated_at"]
 
 
 def csv_value(value) -> str:
@@ -22,6 +23,8 @@ def csv_value(value) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value[:1] in {"=", "+", "-", "@", "\t", "\r"}:
+        return "'" + value
     return str(value)
 
 
@@ -72,7 +75,34 @@ def test_csv_export_of_10000_todos_is_exactly_the_api_list(owner_api, worker):
     assert content_type == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(content.decode(), newline="")))
     listed = api_todo_list(owner_api)
-    fields = ["id", "url", "title", "completed", "order", "due_at", "created_at", "updated_at"]
-    assert rows[0] == fields
-    assert rows[1:] == [[csv_value(todo[name]) for name in fields] for todo in listed]
+    assert rows[0] == FIELDS
+    assert rows[1:] == [[csv_value(todo[name]) for name in FIELDS] for todo in listed]
     assert len(rows) == TODOS + 1
+
+
+FORMULA_TITLES = [
+    '=HYPERLINK("http://evil.example","click")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\t=1+1",
+    "\r=1+1",
+]
+HARMLESS_TITLES = ["plain", "1+1", " =1+1", "a=b", "'quoted"]
+
+
+def test_csv_export_neutralises_formula_cells_and_json_keeps_the_titles(owner_api, worker):
+    for index, title in enumerate(FORMULA_TITLES + HARMLESS_TITLES):
+        Todo.objects.create(owner=owner_api.user, title=title, order=-index)
+
+    _, csv_content, _ = export_and_download(owner_api, "csv")
+    _, json_content, _ = export_and_download(owner_api, "json")
+
+    rows = list(csv.DictReader(io.StringIO(csv_content.decode(), newline="")))
+    assert [row["title"] for row in rows] == ["'" + title for title in FORMULA_TITLES] + (
+        HARMLESS_TITLES
+    )
+    # Numbers are not text: a negative order stays a number.
+    assert [row["order"] for row in rows] == [str(-index) for index in range(len(rows))]
+    listed = owner_api.get("/api/todos?limit=1000")
+    assert json_content == listed.content

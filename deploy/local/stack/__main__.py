@@ -11,7 +11,10 @@ web replicas on free loopback ports, nginx (deploy/nginx/todo-scale.conf.templat
 over them on PORT, one Celery worker, exactly one beat, the outbox relay and Prometheus
 (deploy/prometheus/prometheus.local.yml.template), all wired through the environment as a
 production deployment is. Every process runs in the background in a session of its own, with its
-output in D/logs/; D/stack.json records them for `status`, `restart` and `down`.
+output in D/logs/; D/stack.json records them for `status`, `restart` and `down`. The services'
+data is in a directory `start` makes under the system's temporary directory (TMPDIR, else
+/tmp), so that the postgres, rabbitmq and nobody users reach it wherever the project is; `down`
+copies the services' logs into D/logs/ and removes it.
 
 Defaults come from the environment: STACK_DIR (`.stack` in the project), REPLICAS (3) and PORT
 (8000), so `make stack REPLICAS=5 PORT=9000` works as expected.
@@ -79,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.json:
                 document = {
                     "dir": str(stack.dir),
+                    "data_dir": str(stack.data_dir or stack.dir),
                     "url": stack.url,
                     "token": stack.state.get("token"),
                     "processes": status(stack),

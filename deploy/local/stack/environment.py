@@ -10,6 +10,8 @@ from pathlib import Path
 STATE_FILE = "stack.json"
 SECRET_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 LOGS = "logs"
+# The services' data directory, made with mkdtemp under the system's temporary directory.
+DATA_DIR_PREFIX = "todo-scale-stack-"
 # Set in the environment of every process the stack starts (workers and forks inherit it), so
 # `down` recognises them even when their command line does not name the stack directory.
 MARK_ENV = "TODO_SCALE_STACK_DIR"

@@ -2,8 +2,12 @@
 
 Every process runs in a session of its own with its output in D/logs/; D/stack.json records its
 name, pid, port and log, so that `status`, `restart` and `down` find it again from another
-command. The web replicas and nginx are started through the launchers next to this package
-(deploy/local/gunicorn.py, nginx.py), the code the tests and benchmarks run.
+command. The services' data (Postgres, Redis, RabbitMQ, nginx, Prometheus) lives in a data
+directory of its own, made by `start` under the system's temporary directory and recorded in
+D/stack.json: the service users (postgres, rabbitmq, nginx's nobody) must enter it, and they
+cannot enter a checkout under a folder such as /root. The web replicas and nginx are started
+through the launchers next to this package (deploy/local/gunicorn.py, nginx.py), the code the
+tests and benchmarks run.
 """
 
 from __future__ import annotations
@@ -71,7 +75,6 @@ class Stack:
         self.state: dict = {}
         self._children: dict[int, subprocess.Popen] = {}
         self._mark = f"{MARK_ENV}={self.dir}".encode()
-        self._mention = re.compile(re.escape(str(self.dir)) + r"(/|\s|$)")
 
     # --- paths and state ---------------------------------------------------------------------
     @property
@@ -82,8 +85,15 @@ class Stack:
     def logs(self) -> Path:
         return self.dir / LOGS
 
+    @property
+    def data_dir(self) -> Path | None:
+        """Where the services keep their data, once `start` made it (see the module docstring)."""
+        recorded = self.state.get("data_dir")
+        return Path(recorded) if recorded else None
+
     def service_dir(self, name: str) -> Path:
-        return self.dir / name
+        # A stack recorded without a data directory kept its services next to its state.
+        return (self.data_dir or self.dir) / name
 
     def save(self) -> None:
         write_state(self.state_path, self.state)
@@ -105,7 +115,13 @@ class Stack:
     # --- our processes -----------------------------------------------------------------------
     def owns(self, pid: int) -> bool:
         """True if the process belongs to this stack: it names the directory or carries the mark."""
-        return bool(self._mention.search(cmdline(pid))) or self._mark in _environ(pid)
+        line = cmdline(pid)
+        # The services run as other users, with their own environment: their command line names
+        # the data directory instead.
+        named = [path for path in (self.dir, self.data_dir) if path is not None]
+        if any(re.search(re.escape(str(path)) + r"(/|\s|$)", line) for path in named):
+            return True
+        return self._mark in _environ(pid)
 
     def leftovers(self) -> list[int]:
         """Live processes of this stack, wherever they came from (not us or our callers)."""

@@ -13,6 +13,7 @@ import os
 import shutil
 import string
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from deploy.local.postgres import bindir, start_cluster
 from deploy.local.rabbitmq import start_rabbitmq
 from deploy.local.redis import start_redis
 from deploy.local.stack.environment import (
+    DATA_DIR_PREFIX,
     DATABASE_NAME,
     DEMO_PASSWORD,
     DEMO_USER,
@@ -49,14 +51,20 @@ def start(stack: Stack, *, replicas: int, port: int) -> None:
         raise StackError("nginx is not installed (apt-get install nginx)")
     bindir()  # fails early, naming PG_BINDIR, if Postgres is missing
     stack.dir.mkdir(parents=True, exist_ok=True)
-    # The service users (postgres, rabbitmq, nginx's nobody) must enter the directory.
-    stack.dir.chmod(0o755)
     stack.logs.mkdir(exist_ok=True)
+    data_dir = make_data_dir()
+    stack.state = {
+        "dir": str(stack.dir),
+        "data_dir": str(data_dir),
+        "port": port,
+        "processes": {},
+        "web": [],
+    }
+    # Recorded before anything starts, so that `down` finds and removes it whatever happens.
+    stack.save()
     # The launchers keep their logs in a directory that exists before they start.
     for name in ("postgres", "redis", "rabbitmq"):
         stack.service_dir(name).mkdir(exist_ok=True)
-    stack.state = {"dir": str(stack.dir), "port": port, "processes": {}, "web": []}
-    stack.save()
 
     print(f"Starting the stack in {stack.dir} ...", flush=True)
     # RabbitMQ takes ~4 s to accept logins; Postgres, migrations and the replicas proceed
@@ -111,6 +119,16 @@ def start(stack: Stack, *, replicas: int, port: int) -> None:
     stack.state["started_in"] = round(time.monotonic() - began, 1)
     stack.save()
     _print_summary(stack)
+
+
+def make_data_dir() -> Path:
+    """A fresh directory for the services' data under the system's temporary directory (TMPDIR,
+    else /tmp), which every user can enter, wherever the project itself is."""
+    data_dir = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX))
+    # mkdtemp makes it 0700 and ours; the service users must enter it to reach the directory
+    # each launcher gives them (postgres' own is 0700 inside).
+    data_dir.chmod(0o755)
+    return data_dir
 
 
 def _start_stores(stack: Stack) -> None:
@@ -212,6 +230,7 @@ def _print_summary(stack: Stack) -> None:
     lines = [
         "",
         f"Todo Scale stack up in {state['started_in']} s  (state and logs in {stack.dir})",
+        f"  data         {stack.data_dir}  (the services' data; removed by stack-down)",
         f"  API          {stack.url}/api/todos   (docs /api/docs, admin /admin)",
         f"  replicas     {replicas}  (nginx least_conn)",
         "  Prometheus   "

@@ -130,6 +130,7 @@ def replication_report(stack: Stack) -> tuple[int, str]:
 
 def print_status(stack: Stack, rows: list[dict]) -> int:
     print(f"Stack in {stack.dir}: {stack.url}")
+    print(f"Services' data in {stack.data_dir or stack.dir}")
     print(f"{'process':<18} {'pid':>8} {'port':>6}  state")
     for row in rows:
         state = "ready" if row["ready"] else ("alive, not ready" if row["alive"] else "DEAD")

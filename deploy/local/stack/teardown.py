@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -88,7 +89,20 @@ def down(stack: Stack, *, quiet: bool = False) -> None:
 
 
 def remove_runtime_state(stack: Stack) -> None:
-    """Delete data, sockets, pid and state files; keep every log."""
+    """Delete data, sockets, pid and state files; keep every log.
+
+    The services' logs are copied from the data directory into D/logs/<service>/ first, and the
+    data directory is removed whole.
+    """
+    data_dir = stack.data_dir
+    if data_dir is not None and data_dir.is_dir():
+        for path in data_dir.rglob("*"):
+            relative = path.relative_to(data_dir)
+            if path.is_file() and _is_log(relative):
+                kept = stack.logs / relative
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, kept)
+        shutil.rmtree(data_dir, ignore_errors=True)
     if not stack.dir.exists():
         return
     for path in stack.dir.rglob("*"):

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ class RunningStack:
     api: AppServer
     token: str
     start_output: str
+    data_dir: Path | None = None
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -93,10 +95,9 @@ def processes_of(stack_dir: Path) -> list[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[RunningStack]:
     require_services()
-    # Not pytest's tmp_path: its parents are 0700 and root's, and the postgres and rabbitmq
-    # users must reach their directories.
+    # A checkout-like folder the postgres, rabbitmq and nobody users cannot enter (mkdtemp makes
+    # it 0700, like root's home): the stack keeps the services' data elsewhere.
     base = Path(tempfile.mkdtemp(prefix="stack-test-"))
-    base.chmod(0o755)
     port = free_port()
     env = {
         **os.environ,
@@ -114,6 +115,7 @@ def stack() -> Iterator[RunningStack]:
         assert result.returncode == 0, result.stdout + result.stderr
         started.start_output = result.stdout
         started.token = re.search(r"export TOKEN=(\w+)", result.stdout).group(1)
+        started.data_dir = Path(json.loads(started.command("status", "--json").stdout)["data_dir"])
         yield started
     finally:
         started.command("down")
@@ -132,6 +134,18 @@ def test_start_prints_the_url_the_token_and_the_commands(stack):
     assert {"web1", "web2", "nginx", "worker", "beat", "relay", "redis", "rabbitmq"} <= set(status)
     assert {"postgres-primary", "postgres-replica1"} <= set(status)
     assert all(row["ready"] for row in status.values()), status
+
+
+def test_a_checkout_the_service_users_cannot_enter_keeps_their_data_in_a_folder_of_its_own(
+    stack,
+):
+    assert stat.S_IMODE(stack.dir.parent.stat().st_mode) == 0o700
+    assert stack.data_dir.parent == Path(tempfile.gettempdir())
+    assert stack.data_dir.name.startswith("todo-scale-stack-")
+    assert (stack.data_dir / "postgres" / "primary" / "PG_VERSION").exists()
+    assert str(stack.data_dir) in stack.start_output
+    shown = stack.command("status")
+    assert f"Services' data in {stack.data_dir}" in shown.stdout
 
 
 def test_the_api_answers_through_nginx_with_urls_on_nginx(stack):
@@ -279,7 +293,10 @@ def test_down_leaves_nothing_running_and_keeps_the_logs(stack):
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert processes_of(stack.dir) == []
+    assert processes_of(stack.data_dir) == []
     assert not port_open(int(stack.env["PORT"]))
     assert not (stack.dir / "stack.json").exists()
-    assert not (stack.dir / "postgres" / "primary").exists()
+    assert not stack.data_dir.exists()
     assert (stack.dir / "logs" / "web1.log").exists()
+    # The services' logs outlive their data directory.
+    assert (stack.dir / "logs" / "postgres" / "primary.log").exists()
