@@ -79,6 +79,9 @@ def app_env(stack_dir: Path, state: dict) -> dict[str, str]:
             "REDIS_URL": f"{state['redis_url']}/0",
             "CELERY_RESULT_BACKEND": f"{state['redis_url']}/1",
             "CELERY_BROKER_URL": state["broker_url"],
+            # The stack's relay publishes every outbox row within its one-second poll, so a web
+            # request skips the broker round trips of publishing its own rows after commit.
+            "OUTBOX_PUBLISH_ON_COMMIT": "false",
             MARK_ENV: str(stack_dir),
         }
     )
