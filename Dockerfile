@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The web, worker, beat and migration image: one immutable artefact, configured by environment
-# only (see DESIGN.md). Build: docker build -t todo-scale:latest .
+# only (README "Configuration"). Build: docker build -t todo-scale:latest .
 
 # Wheels are built in a throwaway stage, so compilers or build caches never reach the final image.
 FROM python:3.11-slim AS builder

@@ -7,33 +7,41 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help venv run test test-fast bench bench-quick bench-all lint format migrate seed demo-user schema worker beat relay clean \
+.PHONY: help runtime venv run test test-fast bench bench-quick bench-all lint format migrate seed demo-user schema worker beat relay clean \
 	stack stack-status stack-restart stack-down
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Two stamps: serving needs requirements.txt only; the dev set (test, lint and benchmark tools)
+# is installed on top for the targets that use it. Each is redone when its files change.
+$(VENV)/.installed-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-runtime requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the pinned requirements
+runtime: $(VENV)/.installed-runtime ## create .venv with the runtime requirements only
 
-run: venv migrate demo-user ## serve the API on the embedded default at http://127.0.0.1:$PORT
+venv: $(VENV)/.installed-dev ## create .venv and install the runtime and dev requirements
+
+run: runtime migrate demo-user ## serve the API on the embedded default at http://127.0.0.1:$PORT
 	@echo "Serving on http://127.0.0.1:$(PORT)  (API /api/todos, docs /api/docs, admin /admin)"
 	exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py -b 127.0.0.1:$(PORT) config.wsgi:application
 
-migrate: venv ## apply database migrations
+migrate: runtime ## apply database migrations
 	$(PY) manage.py migrate --noinput
 
-demo-user: venv ## create the demo user (password demo-password, admin access) and print its token
+demo-user: runtime ## create the demo user (password demo-password, admin access) and print its token
 	@token=$$($(PY) manage.py create_api_user demo --password demo-password --superuser 2>/dev/null); \
 	echo; echo "Demo user: demo / demo-password (also logs in to /admin)"; \
 	echo "Its API token:  export TOKEN=$$token"; echo
 
-seed: venv ## add seed data: make seed USERS=100 PER_USER=1000
+seed: runtime ## add seed data: make seed USERS=100 PER_USER=1000
 	$(PY) manage.py seed_todos --users $${USERS:-10} --per-user $${PER_USER:-100}
 
 test: venv ## run the whole test suite (starts its own Postgres, Redis, broker)
@@ -64,27 +72,27 @@ format: venv ## apply ruff's formatting and safe fixes
 schema: venv ## write the OpenAPI 3 schema to openapi.yaml
 	$(PY) manage.py spectacular --fail-on-warn --file openapi.yaml
 
-worker: venv ## run a Celery worker (needs CELERY_BROKER_URL; README "Deferred work")
+worker: runtime ## run a Celery worker (needs CELERY_BROKER_URL; README "Deferred work")
 	$(VENV)/bin/celery -A config worker --loglevel INFO
 
-beat: venv ## run Celery beat, exactly one per deployment (reminders, relay, housekeeping)
+beat: runtime ## run Celery beat, exactly one per deployment (reminders, relay, housekeeping)
 	$(VENV)/bin/celery -A config beat --loglevel INFO --schedule "$${TMPDIR:-/tmp}/todo-scale-celerybeat-schedule"
 
-relay: venv ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
+relay: runtime ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
 	$(PY) manage.py outbox_relay
 
 # The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack/ does
 # the work. REPLICAS, PORT and STACK_DIR are read from the environment.
-stack: venv ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
+stack: runtime ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
 	$(PY) -m deploy.local.stack start
 
-stack-status: venv ## every stack process (pid, port, ready), Prometheus scrape targets, replication
+stack-status: runtime ## every stack process (pid, port, ready), Prometheus scrape targets, replication
 	$(PY) -m deploy.local.stack status
 
-stack-restart: venv ## rolling restart of the web replicas, one at a time, no failed request
+stack-restart: runtime ## rolling restart of the web replicas, one at a time, no failed request
 	$(PY) -m deploy.local.stack restart
 
-stack-down: venv ## stop the whole stack (nothing left running); keeps the logs in .stack/logs
+stack-down: runtime ## stop the whole stack (nothing left running); keeps the logs in .stack/logs
 	$(PY) -m deploy.local.stack down
 
 clean: ## remove the virtualenv, the SQLite database and caches

