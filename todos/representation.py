@@ -41,6 +41,12 @@ def todo_representation(row: dict, url_prefix: str) -> dict:
     }
 
 
+def todo_instance_representation(todo, url_prefix: str) -> dict:
+    """`todo_representation` of a model instance: what a write answers, without a serializer's
+    per-field machinery."""
+    return todo_representation({column: getattr(todo, column) for column in COLUMNS}, url_prefix)
+
+
 def todo_rows(queryset: QuerySet) -> QuerySet:
     """`queryset` as dictionaries of exactly the represented columns."""
     return queryset.values(*COLUMNS)

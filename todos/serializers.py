@@ -1,5 +1,7 @@
 """JSON representation of a Todo, and the validation of what clients send."""
 
+import copy
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -34,6 +36,9 @@ class TodoUrlField(serializers.Field):
 
 
 class TodoSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
+    """Validates what clients write. Responses are rendered by todos/representation.py, whose
+    output a test holds equal to this serializer's."""
+
     url = TodoUrlField()
     title = StrictCharField(max_length=TITLE_MAX_LENGTH, trim_whitespace=True)
     completed = StrictBooleanField(required=False)
@@ -55,3 +60,12 @@ class TodoSerializer(RejectUnknownFieldsMixin, serializers.ModelSerializer):
         )
         read_only_fields = ("id", "created_at", "updated_at")
         extra_kwargs = {"due_at": {"required": False, "allow_null": True}}
+
+    def get_fields(self):
+        """The fields, built from the model once per process instead of once per request: the
+        introspection cost about 0.7 ms of every write (profiled in process). Each serializer
+        still gets its own copies, bound to it."""
+        cls = type(self)
+        if "_built_fields" not in cls.__dict__:
+            cls._built_fields = super().get_fields()
+        return copy.deepcopy(cls._built_fields)

@@ -19,6 +19,7 @@ from todos.pagination import KeysetPagination
 from todos.representation import (
     json_array,
     json_rows_supported,
+    todo_instance_representation,
     todo_json_rows,
     todo_representation,
     todo_rows,
@@ -93,7 +94,7 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
 
     def render_item(self) -> CachedResponse:
         todo = self.get_object()
-        body = JSONRenderer().render(self.get_serializer(todo).data)
+        body = JSONRenderer().render(todo_instance_representation(todo, self.todo_url_prefix()))
         return CachedResponse(conditional.todo_etag(todo), "", body)
 
     def create(self, request):
@@ -102,7 +103,7 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         serializer.is_valid(raise_exception=True)
         if key is None:
             todo = services.todo_create(owner=request.user, **serializer.validated_data)
-            body, replayed = self.get_serializer(todo).data, False
+            body, replayed = todo_instance_representation(todo, self.todo_url_prefix()), False
         else:
             try:
                 record, replayed = services.todo_create_idempotent(
@@ -146,7 +147,8 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         except services.PreconditionFailed:
             raise PreconditionFailed() from None
         return Response(
-            self.get_serializer(todo).data, headers={"ETag": conditional.todo_etag(todo)}
+            todo_instance_representation(todo, self.todo_url_prefix()),
+            headers={"ETag": conditional.todo_etag(todo)},
         )
 
     def partial_update(self, request, pk=None):
