@@ -79,16 +79,18 @@ def test_seed_with_copy_writes_the_same_todos_as_with_inserts():
 
 
 @needs_postgres
-def test_topping_up_gives_the_todos_a_single_run_gives():
-    services.todos_seed(users=2, per_user=25, seed=3)
-    straight = [row[:4] for row in seeded_rows()]
-    Todo.objects.all().delete()
-
+def test_topping_up_adds_the_missing_orders_of_each_user():
     services.todos_seed(users=2, per_user=4, seed=3)
     services.todos_seed(users=1, per_user=11, seed=3)
+    first = seeded_rows()
+
     assert services.todos_seed(users=2, per_user=25, seed=3) == 50 - 2 * 4 - 7
 
-    assert [row[:4] for row in seeded_rows()] == straight
+    rows = seeded_rows()
+    assert [(row[0], row[1]) for row in rows] == [
+        (f"seed-user-{user:06d}", order) for user in range(2) for order in range(25)
+    ]
+    assert set(first) <= set(rows)
 
 
 @needs_postgres
