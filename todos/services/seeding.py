@@ -34,8 +34,9 @@ COPY_BATCH_ROWS = 50_000
 # vanishes, small enough that the server starts on a batch while the rest is generated.
 COPY_CHUNK_BYTES = 1 << 20
 # COPYs at once, each on its own connection: a backend checks the foreign key and updates the
-# six indexes of every row on one core, which makes it the bottleneck (about 13 s of server CPU
-# per million rows against 5 s of Python); two use both cores of a 2-core box.
+# primary key and six other indexes of every row on one core, which makes it the bottleneck
+# (about 17 s of server CPU per million rows against 3.5 s of Python); two use both cores of a
+# 2-core box.
 COPY_WRITERS = 2
 COPY_COLUMNS = ("owner_id", "title", "completed", "order", "due_at", "created_at", "updated_at")
 
