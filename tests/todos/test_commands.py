@@ -1,12 +1,15 @@
 """Operator commands: seed_todos and create_api_user."""
 
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rest_framework.test import APIClient
 
+from todos import services
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db
@@ -45,9 +48,75 @@ def test_seed_is_idempotent_and_tops_up():
     assert Todo.objects.count() == 18
 
 
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="COPY is the Postgres path"
+)
+SEED_FIELDS = ("owner__username", "order", "title", "completed", "due_at")
+
+
+def seeded_rows() -> list[tuple]:
+    return list(Todo.objects.order_by("owner__username", "order").values_list(*SEED_FIELDS))
+
+
+@needs_postgres
+def test_seed_with_copy_writes_the_same_todos_as_with_inserts():
+    now = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    created = services.todos_seed(users=3, per_user=40, seed=7, batch_size=13, copy=True, now=now)
+    assert created == 120
+    copied = seeded_rows()
+    assert set(Todo.objects.values_list("created_at", "updated_at")) == {(now, now)}
+    Todo.objects.all().delete()
+
+    services.todos_seed(users=3, per_user=40, seed=7, batch_size=13, copy=False, now=now)
+
+    assert seeded_rows() == copied
+    assert not Todo.objects.filter(created_at__isnull=True).exists()
+    assert any(row[3] for row in copied)
+    assert not all(row[3] for row in copied)
+    due = {row[4] for row in copied} - {None}
+    assert due
+    assert all(now < due_at <= now + timedelta(days=30) for due_at in due)
+
+
+@needs_postgres
+def test_topping_up_adds_the_missing_orders_of_each_user():
+    services.todos_seed(users=2, per_user=4, seed=3)
+    services.todos_seed(users=1, per_user=11, seed=3)
+    first = seeded_rows()
+
+    assert services.todos_seed(users=2, per_user=25, seed=3) == 50 - 2 * 4 - 7
+
+    rows = seeded_rows()
+    assert [(row[0], row[1]) for row in rows] == [
+        (f"seed-user-{user:06d}", order) for user in range(2) for order in range(25)
+    ]
+    assert set(first) <= set(rows)
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_seed_writes_with_parallel_copies_and_stays_idempotent():
+    output = seed(users=5, per_user=30, seed=2, batch_size=7, writers=2)
+
+    assert "150/150 todos" in output
+    assert "rows/s" in output
+    assert Todo.objects.count() == 150
+    for username in [f"seed-user-{index:06d}" for index in range(5)]:
+        orders = Todo.objects.filter(owner__username=username).values_list("order", flat=True)
+        assert sorted(orders) == list(range(30))
+    rows = seeded_rows()
+
+    assert "0 todos created" in seed(users=5, per_user=30, seed=2, writers=2)
+    assert seeded_rows() == rows
+    seed(users=6, per_user=32, seed=2, batch_size=5, writers=2)
+    assert Todo.objects.count() == 6 * 32
+
+
 def test_seed_rejects_negative_counts():
     with pytest.raises(CommandError):
         seed(users=-1, per_user=5)
+    with pytest.raises(CommandError):
+        seed(users=1, per_user=5, writers=0)
 
 
 def test_create_api_user_prints_a_working_token():
