@@ -4,13 +4,17 @@ request that asked for it, and reads the todos from a standby only once it has r
 import json
 
 import pytest
+from celery import shared_task
+from django.db import OperationalError, transaction
 from prometheus_client import REGISTRY
 
-from config.replicas.health import replica_aliases
+from config.replicas.health import primary_write_location, replica_aliases
 from deploy.local.seed import seed_todos
+from tasks.base import ReliableTask, message_position
 from tests.config.replicas.conftest import pause_replay
 from tests.services import in_thread_worker, wait_for
 from tests.tasks.conftest import api_todo_list
+from todos import services
 from todos.models import Export
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -18,6 +22,18 @@ pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 SEEDED = 5_000
 # 5,001 todos in pages of 2,000 (todos/services/exports.py): three keyset reads.
 TODO_BATCHES = 3
+
+
+# What each run of `position_seen` found in its message: (retries, WAL position).
+SEEN: list[tuple[int, int | None]] = []
+
+
+@shared_task(base=ReliableTask, bind=True)
+def position_seen(self) -> None:
+    """Notes the position its message carries; fails its first run as a database restart does."""
+    SEEN.append((self.request.retries, message_position(self.request)))
+    if self.request.retries == 0:
+        raise OperationalError("the database went away for a moment")
 
 
 def reads(alias: str) -> float:
@@ -109,3 +125,24 @@ def test_an_export_reads_its_todos_on_a_standby_that_has_replayed_the_request(
     exported = downloaded(owner_api, export)
     assert exported[-1]["id"] == created.json()["id"]
     assert exported == api_todo_list(owner_api)
+
+
+def test_a_retried_task_keeps_the_position_of_the_write_that_enqueued_it(broker):
+    # given: a task enqueued with a write, after which the primary moved on
+    SEEN.clear()
+    before = primary_write_location()
+    with transaction.atomic():
+        services.outbox_enqueue(task=position_seen.name, kwargs={})
+    after_commit = primary_write_location()
+
+    # when: a worker runs it, and its first run fails and is retried
+    with in_thread_worker() as running:
+        running.runs.wait(2)
+
+    # then: both runs read after the same position, taken once the enqueueing write committed
+    assert [retries for retries, _ in SEEN] == [0, 1]
+    positions = {position for _, position in SEEN}
+    assert len(positions) == 1
+    (position,) = positions
+    assert position is not None
+    assert before < position <= after_commit
