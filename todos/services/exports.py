@@ -53,7 +53,10 @@ def export_build(*, export_id: int, batch_rows: int = EXPORT_BATCH_ROWS) -> Expo
     and the file must hold what was committed before the export was asked for. So they come
     from where the task's routing sends reads of committed data (`committed_read_alias`): a
     standby that has replayed the request's commit, else the primary. That is the heavy read;
-    the chunk writes stay on the primary, in the transaction.
+    the chunk writes stay on the primary, in the transaction. A batch whose query fails on the
+    standby is answered by the primary (config/replicas/read_routing.py); a standby that can no
+    longer be connected to fails this try, and the retry reads from the primary while it cools
+    down.
     """
     export = Export.objects.select_for_update().get(pk=export_id)
     if export.status != Export.Status.RUNNING:
