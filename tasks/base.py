@@ -1,5 +1,6 @@
-"""The base of every task: bounded retries with exponential backoff and jitter, and a cap on
-redeliveries so that a poison message cannot loop forever."""
+"""The base of every task: bounded retries with exponential backoff and jitter, a cap on
+redeliveries so that a poison message cannot loop forever, and reads routed after the position
+of the write that enqueued the task."""
 
 import logging
 import random
@@ -8,9 +9,31 @@ from celery import Task
 from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
+from config.replicas.health import parse_lsn
+from config.replicas.read_routing import reads_after
 from tasks.deliveries import task_delivery_count
 
 logger = logging.getLogger(__name__)
+
+# The message header holding the primary's WAL position (pg_lsn text) after the enqueueing
+# write committed; tasks/outbox.py sets it.
+WAL_POSITION_HEADER = "wal_position"
+
+
+def message_position(request) -> int | None:
+    """The WAL position a task message carries, or None (an older message, no replicas).
+
+    A worker puts a message's own headers on the request; `apply()` (eager runs) keeps them
+    in `request.headers`.
+    """
+    value = request.get(WAL_POSITION_HEADER) or (request.headers or {}).get(WAL_POSITION_HEADER)
+    if not value:
+        return None
+    try:
+        return parse_lsn(value)
+    except (TypeError, ValueError):
+        logger.warning("ignoring a malformed %s header: %r", WAL_POSITION_HEADER, value)
+        return None
 
 
 class DeliveryLimitExceeded(Exception):
@@ -26,6 +49,9 @@ class ReliableTask(Task):
     redelivered forever; RabbitMQ's classic queues and Redis keep no delivery count, so the
     task counts its own starts in Postgres (`TaskDelivery`) and gives up after
     `max_deliveries`, recording the failure like any other.
+
+    The body runs inside `reads_after(position)`, the position the message carries: it reads
+    what the request that enqueued it wrote, from a standby when one has replayed it.
     """
 
     # Worth retrying: the database or the broker was unreachable for a moment. Anything else is
@@ -48,7 +74,12 @@ class ReliableTask(Task):
         if not self.request.is_eager and self.request.id:
             self._count_delivery()
         try:
-            return super().__call__(*args, **kwargs)
+            # The body's reads go to a standby that has replayed the enqueueing write, else to
+            # the primary (config/replicas/read_routing.py); its writes go to the primary. The
+            # delivery count above is a write of the task's own, outside: it must not send the
+            # body's reads to the primary.
+            with reads_after(message_position(self.request)):
+                return super().__call__(*args, **kwargs)
         except self.retry_on as exc:
             raise self.retry(exc=exc, countdown=self.retry_countdown()) from exc
 

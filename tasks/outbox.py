@@ -40,7 +40,8 @@ from django.dispatch import receiver
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from config.celery import app
-from tasks.base import ReliableTask
+from config.replicas.health import format_lsn, primary_write_location, replica_aliases
+from tasks.base import WAL_POSITION_HEADER, ReliableTask
 from todos import selectors, services
 from todos.models import OutboxMessage
 from todos.outbox import outbox_committed
@@ -93,11 +94,12 @@ def _relay_batch(*, ids: list[int] | None) -> tuple[int, str | None, bool]:
         messages = list(
             selectors.outbox_unsent(ids=ids).select_for_update(skip_locked=True)[:RELAY_BATCH]
         )
+        headers = _position_headers() if messages else {}
         published: list[int] = []
         error = None
         for message in messages:
             try:
-                _publish(message)
+                _publish(message, headers)
             except BROKER_ERRORS as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 services.outbox_mark_failed(ids=[message.pk], error=error)
@@ -109,25 +111,46 @@ def _relay_batch(*, ids: list[int] | None) -> tuple[int, str | None, bool]:
     return len(published), error, len(messages) == RELAY_BATCH
 
 
-def _publish(message: OutboxMessage) -> None:
+def _position_headers() -> dict[str, str]:
+    """The primary's WAL position now, for the tasks about to be published (tasks/base.py reads
+    from a standby only once it has replayed this far); none without replicas.
+
+    Read here, once per batch, rather than stored in each row when it is written: the rows were
+    committed before this transaction could select them, so any position read now is at least
+    their commit's, with no extra write and no column. It may be a little newer than needed,
+    which at worst sends a task's reads to the primary.
+    """
+    if not replica_aliases():
+        return {}
+    return {WAL_POSITION_HEADER: format_lsn(primary_write_location())}
+
+
+def _publish(message: OutboxMessage, headers: dict[str, str] | None = None) -> None:
     if app.conf.task_always_eager:
         # No broker (the embedded default): run the task in this process once the row is marked
         # sent, as if a worker had received it.
         transaction.on_commit(
-            functools.partial(_run_eagerly, message.task_name, message.kwargs, str(message.task_id))
+            functools.partial(
+                _run_eagerly, message.task_name, message.kwargs, str(message.task_id), headers
+            )
         )
         return
     app.send_task(
         message.task_name,
         kwargs=message.kwargs,
         task_id=str(message.task_id),
+        headers=headers,
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,
     )
 
 
-def _run_eagerly(task_name: str, kwargs: dict, task_id: str) -> None:
-    result = app.tasks[task_name].apply(kwargs=kwargs, task_id=task_id, throw=False)
+def _run_eagerly(
+    task_name: str, kwargs: dict, task_id: str, headers: dict[str, str] | None
+) -> None:
+    result = app.tasks[task_name].apply(
+        kwargs=kwargs, task_id=task_id, headers=headers, throw=False
+    )
     if result.failed():
         logger.error("task %s[%s] failed: %r", task_name, task_id, result.result)
 

@@ -32,12 +32,13 @@ REPLICA_PREFIX = "replica"
 
 DB_READS = Counter(
     "todo_scale_db_reads",
-    "SELECT statements run for web requests, by the database alias that answered",
+    "SELECT statements run for web requests and tasks, by the database alias that answered",
     ["alias"],
 )
 REPLICA_FALLBACKS = Counter(
     "todo_scale_db_replica_fallbacks",
-    "Reads of a signed-in user sent to the primary although replicas are configured, by reason",
+    "Reads of a signed-in user or a task sent to the primary although replicas are configured, "
+    "by reason",
     ["reason"],
 )
 REPLICA_EJECTIONS = Counter(

@@ -1,4 +1,4 @@
-"""Which database a web request reads from, decided once per request.
+"""Which database a web request or a task reads from, decided once per request or task.
 
 `ReadReplicaMiddleware` opens a `RequestRouting` for each request (in a contextvar, so it works
 for gunicorn's sync workers and for threads alike). The router asks it for the read alias:
@@ -17,6 +17,12 @@ statement but a SELECT and transaction control), so that the user's mark is reco
 request's work has committed; on a standby it counts reads and, when a query fails with a
 connection error, takes the standby out and runs the same query on the primary, handing its
 rows to the caller, so a standby failing mid-request never fails the request.
+
+A task has no user whose marks to read; it carries the position of the write that enqueued it
+instead (tasks/outbox.py, tasks/base.py), and `reads_after(position)` routes its reads with that
+position as the mark, by the same rules and the same choice of standby (GitLab's Sidekiq jobs
+do the same). Reads that need only what was committed before the mark, and none of the block's
+own writes, may ask `committed_read_alias()` for the standby even inside a transaction.
 """
 
 from __future__ import annotations
@@ -69,33 +75,38 @@ def authenticated_user_id(request: HttpRequest) -> int | None:
     return user.pk
 
 
-@dataclass
-class RequestRouting:
-    """The read-routing state of one request."""
+class Routing:
+    """The read-routing state of one request or task: the choice, and whether it wrote."""
 
-    request: HttpRequest
     alias: str | None = None
     wrote: bool = False
-    # A write since the request's user was last stuck: the middleware sticks them at the end.
-    unstuck: bool = False
+
+    def choose(self) -> str | None:
+        """The alias for this block's reads when they need not see its own writes; None when
+        that cannot be decided yet (no signed-in user known): such reads go to the primary."""
+        raise NotImplementedError
 
     def read_alias(self) -> str:
         if self.wrote or connections[DEFAULT_DB_ALIAS].in_atomic_block:
             return DEFAULT_DB_ALIAS
+        return self.committed_alias()
+
+    def committed_alias(self) -> str:
+        """The choice made once for the block (a standby past the mark, or the primary)."""
         if self.alias is None:
-            user_id = authenticated_user_id(self.request)
-            if user_id is None:
-                return DEFAULT_DB_ALIAS
-            self.alias = choose_read_alias(user_id, self.request.META.get("todo_scale.gate"))
-        return self.alias
+            self.alias = self.choose()
+        return DEFAULT_DB_ALIAS if self.alias is None else self.alias
 
     # --- execute wrappers -------------------------------------------------------------------
     def watch_primary(self, execute, sql, params, many, context):
         if is_read(sql):
             DB_READS.labels(DEFAULT_DB_ALIAS).inc()
         elif is_write(sql):
-            self.wrote = self.unstuck = True
+            self.note_write()
         return execute(sql, params, many, context)
+
+    def note_write(self) -> None:
+        self.wrote = True
 
     def fail_over(self, execute, sql, params, many, context):
         alias = context["connection"].alias
@@ -108,6 +119,42 @@ class RequestRouting:
             return _run_on_primary(sql, params, many, context)
         DB_READS.labels(alias).inc()
         return result
+
+
+@dataclass
+class RequestRouting(Routing):
+    """The read-routing state of one request: the mark is the signed-in user's last write."""
+
+    request: HttpRequest
+    alias: str | None = None
+    wrote: bool = False
+    # A write since the request's user was last stuck: the middleware sticks them at the end.
+    unstuck: bool = False
+
+    def choose(self) -> str | None:
+        user_id = authenticated_user_id(self.request)
+        if user_id is None:
+            return None
+        return choose_read_alias(user_id, self.request.META.get("todo_scale.gate"))
+
+    def note_write(self) -> None:
+        self.wrote = self.unstuck = True
+
+
+@dataclass
+class PositionRouting(Routing):
+    """The read-routing state of a task: the mark is the position it was enqueued at."""
+
+    position: int | None = None
+    alias: str | None = None
+    wrote: bool = False
+
+    def choose(self) -> str:
+        if self.position is None:
+            # An old message, or one published without a position: the primary, which has
+            # every write.
+            return DEFAULT_DB_ALIAS
+        return choose_alias_after(self.position)
 
 
 def _run_on_primary(sql, params, many, context):
@@ -125,19 +172,17 @@ def _run_on_primary(sql, params, many, context):
     return result
 
 
-_current: contextvars.ContextVar[RequestRouting | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[Routing | None] = contextvars.ContextVar(
     "read_routing", default=None
 )
 
 
-def current_routing() -> RequestRouting | None:
+def current_routing() -> Routing | None:
     return _current.get()
 
 
 @contextlib.contextmanager
-def routing_for(request: HttpRequest):
-    """Route the reads made inside the block as for `request`; yields its RequestRouting."""
-    routing = RequestRouting(request)
+def _routed(routing: Routing):
     token = _current.set(routing)
     try:
         with contextlib.ExitStack() as wrappers:
@@ -151,22 +196,53 @@ def routing_for(request: HttpRequest):
         _current.reset(token)
 
 
+@contextlib.contextmanager
+def routing_for(request: HttpRequest):
+    """Route the reads made inside the block as for `request`; yields its RequestRouting."""
+    with _routed(RequestRouting(request=request)) as routing:
+        yield routing
+
+
+@contextlib.contextmanager
+def reads_after(position: int | None):
+    """Route the reads made inside the block as for work enqueued at WAL `position`: to a
+    standby that is up and has replayed past it, else (or with no position) to the primary;
+    writes, reads after a write and reads inside a transaction to the primary. Yields its
+    PositionRouting (None when no replica is configured: every read is the primary's then).
+    """
+    if not replica_aliases():
+        yield None
+        return
+    with _routed(PositionRouting(position=position)) as routing:
+        yield routing
+
+
 def users_stuck(user_ids: Iterable[int]) -> None:
     """Note that `user_ids` were just stuck after a commit (config/replicas/sticking.py), so
     the request need not stick its user again unless it writes once more."""
     routing = _current.get()
-    if routing is not None and authenticated_user_id(routing.request) in user_ids:
+    if isinstance(routing, RequestRouting) and authenticated_user_id(routing.request) in user_ids:
         routing.unstuck = False
 
 
 def read_alias() -> str:
-    """The alias for a read now: the request's choice, or the primary outside a request.
+    """The alias for a read now: the request's or the task's choice, else the primary.
 
-    Work outside a request (management commands, Celery tasks, the shell) does not know whose
-    writes it must see, so it reads from the primary.
+    Work outside both (management commands, the shell) does not know whose writes it must see,
+    so it reads from the primary.
     """
     routing = _current.get()
     return DEFAULT_DB_ALIAS if routing is None else routing.read_alias()
+
+
+def committed_read_alias() -> str:
+    """The alias for a read that needs what was committed before the block's mark and none of
+    the block's own writes: the block's choice even inside a transaction or after a write (a
+    task that locks a row and writes other rows, reading data it does not change); the primary
+    outside a request or task.
+    """
+    routing = _current.get()
+    return DEFAULT_DB_ALIAS if routing is None else routing.committed_alias()
 
 
 def choose_read_alias(user_id: int, gate=None) -> str:
@@ -174,12 +250,18 @@ def choose_read_alias(user_id: int, gate=None) -> str:
 
     `gate`: the gateway's answer for the request, holding the user's mark when it read it.
     """
-    health = replica_health()
     try:
         mark = sticking.write_location(user_id, gate)
     except sticking.MarksUnavailable:
         REPLICA_FALLBACKS.labels("marks_unavailable").inc()
         return DEFAULT_DB_ALIAS
+    return choose_alias_after(mark)
+
+
+def choose_alias_after(mark: int | None) -> str:
+    """A standby that is up and has replayed up to `mark` (any that is up, with no mark),
+    picked at random; else the primary."""
+    health = replica_health()
     candidates = health.available()
     if mark is not None:
         candidates = [alias for alias in candidates if health.caught_up(alias, mark)]

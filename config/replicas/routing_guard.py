@@ -1,9 +1,10 @@
 """A guard that turns a query sent to the wrong database into an error (Saleor's writer guard).
 
 Inside `routing_guard()`, every database alias's execute is wrapped: a statement other than a
-read reaching a replica, or a read reaching the primary while the request's router choice is a
-replica (no write yet, no transaction open), raises `WrongDatabase`. The test suite installs it
-(the `routing_guard` fixture); a developer can wrap any code in it while hunting a stray query.
+read reaching a replica, or a read reaching the primary while the request's (or task's) router
+choice is a replica (no write yet, no transaction open), raises `WrongDatabase`. The test suite
+installs it (the `routing_guard` fixture); a developer can wrap any code in it while hunting a
+stray query.
 """
 
 import contextlib

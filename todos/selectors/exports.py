@@ -34,17 +34,16 @@ def export_chunk_data(*, chunk_id: int) -> bytes:
     return bytes(data)
 
 
-def todo_export_batches(*, owner_id: int, batch_size: int) -> Iterator[list[dict]]:
+def todo_export_batches(*, owner_id: int, batch_size: int, using: str) -> Iterator[list[dict]]:
     """All todos of `owner_id` in the API's default order (created_at, id), `batch_size` at a time,
-    as rows of the represented columns (todos/representation.py).
+    as rows of the represented columns (todos/representation.py), read from the database `using`.
 
     Keyset-paged on the (owner, created_at, id) index, so memory stays at one batch and no
-    server-side cursor is held open. Read from the primary: a task carries no read-your-writes
-    position yet (config/replicas/read_routing.py routes web requests only), and an export must
-    include the todo created just before it was asked for.
+    server-side cursor is held open. The caller picks the database: the export's task reads
+    from a standby that has replayed the request that asked for it (todos/services/exports.py).
     """
     todos = todo_rows(
-        Todo.objects.using(DEFAULT_DB_ALIAS).filter(owner_id=owner_id).order_by("created_at", "id")
+        Todo.objects.using(using).filter(owner_id=owner_id).order_by("created_at", "id")
     )
     last = None
     while True:

@@ -4,6 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from config.replicas.read_routing import committed_read_alias
 from todos import export_files, selectors
 from todos.models import Export, ExportChunk
 from todos.outbox import EXPORT_RUN_TASK
@@ -47,15 +48,27 @@ def export_build(*, export_id: int, batch_rows: int = EXPORT_BATCH_ROWS) -> Expo
     a second copy of the task waits for it and then finds the export done; a worker killed
     midway leaves no chunk behind (the transaction rolls back), so the redelivered task starts
     from a clean slate. Either way the export has exactly one file.
+
+    The todos are not read in that transaction: it only locks the export and writes its chunks,
+    and the file must hold what was committed before the export was asked for. So they come
+    from where the task's routing sends reads of committed data (`committed_read_alias`): a
+    standby that has replayed the request's commit, else the primary. That is the heavy read;
+    the chunk writes stay on the primary, in the transaction. A batch whose query fails on the
+    standby is answered by the primary (config/replicas/read_routing.py); a standby that can no
+    longer be connected to fails this try, and the retry reads from the primary while it cools
+    down.
     """
     export = Export.objects.select_for_update().get(pk=export_id)
     if export.status != Export.Status.RUNNING:
         return None
     ExportChunk.objects.filter(export=export).delete()
     exported = {"todos": 0}
+    todos_from = committed_read_alias()
 
     def batches():
-        for batch in selectors.todo_export_batches(owner_id=export.owner_id, batch_size=batch_rows):
+        for batch in selectors.todo_export_batches(
+            owner_id=export.owner_id, batch_size=batch_rows, using=todos_from
+        ):
             exported["todos"] += len(batch)
             yield batch
 

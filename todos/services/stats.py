@@ -25,7 +25,9 @@ def stats_recompute(*, owner_id: int) -> UserStats | None:
     """Count `owner_id`'s todos afresh and store the result; None if the user no longer exists.
 
     Recomputed, never incremented: running it twice, or for a stale event, stores the truth.
-    Counts come from the primary, so they include the write that asked for them.
+    Counts come from the primary, so they include the write that asked for them and every later
+    one: a standby past this task's WAL position could still miss a newer completion, and a
+    recount that ran last would then store a stale count.
     """
     if not get_user_model().objects.using(DEFAULT_DB_ALIAS).filter(pk=owner_id).exists():
         return None
