@@ -8,6 +8,7 @@ page runs `COUNT(*)`. The extra row tells whether a next page exists.
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -119,9 +120,12 @@ def decode_cursor(raw: str, ordering: Ordering) -> tuple:
 
 
 class KeysetPagination:
-    """Pages a `.values()` queryset by (ordering key, id); the next page is a `Link` header."""
+    """Pages a queryset by (ordering key, id) as `.values()` rows; the next page is a `Link`
+    header."""
 
-    def paginate(self, queryset: QuerySet, request: Request) -> list:
+    def paginate(self, queryset: QuerySet, request: Request, columns: Sequence[str]) -> list:
+        """The page's rows: dictionaries of `columns`, plus the id and the ordering key (the
+        cursor is made from the last row)."""
         params = request.query_params
         self.request = request
         self.ordering = parse_ordering(params.get("ordering"))
@@ -130,7 +134,9 @@ class KeysetPagination:
         if cursor:
             value, last_id = decode_cursor(cursor, self.ordering)
             queryset = queryset.filter(self.ordering.after(value, last_id))
-        rows = list(queryset.order_by(*self.ordering.order_by())[: self.limit + 1])
+        fields = dict.fromkeys((*columns, "id", self.ordering.key))
+        page = queryset.values(*fields).order_by(*self.ordering.order_by())
+        rows = list(page[: self.limit + 1])
         self.has_next = len(rows) > self.limit
         rows = rows[: self.limit]
         self.last = rows[-1] if rows else None

@@ -52,10 +52,6 @@ def todo_rows(queryset: QuerySet) -> QuerySet:
     return queryset.values(*COLUMNS)
 
 
-# The columns keyset pagination may need from the last row of a page (todos/pagination.py).
-CURSOR_COLUMNS = ("id", "created_at", "order", "due_at", "title")
-
-
 def _timestamp_json(column: str) -> str:
     """SQL for a timestamptz column as `_datetime` renders it: UTC, `Z`, and the microseconds
     only when there are any (Python's `isoformat` leaves out `.000000`)."""
@@ -91,11 +87,12 @@ def json_rows_supported() -> bool:
 
 
 def todo_json_rows(queryset: QuerySet, url_prefix: str) -> QuerySet:
-    """`queryset` as dictionaries of each todo's JSON text (`json`, exactly what
-    `todo_representation` renders through DRF's JSONRenderer) and the cursor columns."""
+    """`queryset` with each todo's JSON text in the column `json` (exactly what
+    `todo_representation` renders through DRF's JSONRenderer); select it with `.values("json")`,
+    as keyset pagination does, so no other column is turned into Python values."""
     params = [url_prefix, "\u2028", "\\u2028", "\u2029", "\\u2029"]
     rendered = RawSQL(TODO_JSON_SQL, params, output_field=TextField())  # noqa: S611 (no input in the SQL; values are parameters)
-    return queryset.annotate(json=rendered).values("json", *CURSOR_COLUMNS)
+    return queryset.annotate(json=rendered)
 
 
 def json_array(rows: list[dict]) -> bytes:

@@ -17,12 +17,12 @@ from todos.filters import TodoFilter
 from todos.models import Todo
 from todos.pagination import KeysetPagination
 from todos.representation import (
+    COLUMNS,
     json_array,
     json_rows_supported,
     todo_instance_representation,
     todo_json_rows,
     todo_representation,
-    todo_rows,
 )
 from todos.schema import destroy_all_schema, todo_schema
 from todos.serializers import TodoSerializer
@@ -62,6 +62,16 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
     filterset_class = TodoFilter
     lookup_value_regex = "[0-9]{1,18}"
 
+    def filter_queryset(self, queryset):
+        # django-filter builds a form class for every request it filters (about 0.7 ms of a
+        # 100-todo list, profiled in process); with none of its parameters given (an empty one
+        # filters nothing either) there is nothing to filter or to validate.
+        if not any(
+            self.request.query_params.get(name) for name in self.filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(queryset)
+
     def todo_url_prefix(self) -> str:
         # One reverse() per request, not per row: see TodoUrlField.
         return self.request.build_absolute_uri(reverse("todo-list")) + "/"
@@ -86,9 +96,10 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         pagination = KeysetPagination()
         prefix = self.todo_url_prefix()
         if json_rows_supported():
-            body = json_array(pagination.paginate(todo_json_rows(todos, prefix), self.request))
+            page = pagination.paginate(todo_json_rows(todos, prefix), self.request, ["json"])
+            body = json_array(page)
         else:
-            page = pagination.paginate(todo_rows(todos), self.request)
+            page = pagination.paginate(todos, self.request, COLUMNS)
             body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
         return CachedResponse(body_etag(body), pagination.next_link() or "", body)
 

@@ -63,7 +63,7 @@ def test_postgres_renders_the_same_bytes_as_drf(user):
 
     # when
     queryset = Todo.objects.order_by("id")
-    from_postgres = json_array(list(todo_json_rows(queryset, PREFIX)))
+    from_postgres = json_array(list(todo_json_rows(queryset, PREFIX).values("json")))
     from_python = JSONRenderer().render(
         TodoSerializer(queryset, many=True, context={"todo_url_prefix": PREFIX}).data
     )
