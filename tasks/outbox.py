@@ -40,6 +40,7 @@ from django.dispatch import receiver
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from config.celery import app
+from config.request_id import TASK_HEADER
 from tasks.base import ReliableTask
 from todos import selectors, services
 from todos.models import OutboxMessage
@@ -114,7 +115,13 @@ def _publish(message: OutboxMessage) -> None:
         # No broker (the embedded default): run the task in this process once the row is marked
         # sent, as if a worker had received it.
         transaction.on_commit(
-            functools.partial(_run_eagerly, message.task_name, message.kwargs, str(message.task_id))
+            functools.partial(
+                _run_eagerly,
+                message.task_name,
+                message.kwargs,
+                str(message.task_id),
+                message.request_id,
+            )
         )
         return
     app.send_task(
@@ -123,11 +130,15 @@ def _publish(message: OutboxMessage) -> None:
         task_id=str(message.task_id),
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,
+        # The id of the request that wrote the row, for the task's log lines (config/celery.py).
+        headers={TASK_HEADER: message.request_id},
     )
 
 
-def _run_eagerly(task_name: str, kwargs: dict, task_id: str) -> None:
-    result = app.tasks[task_name].apply(kwargs=kwargs, task_id=task_id, throw=False)
+def _run_eagerly(task_name: str, kwargs: dict, task_id: str, request_id: str | None) -> None:
+    result = app.tasks[task_name].apply(
+        kwargs=kwargs, task_id=task_id, throw=False, headers={TASK_HEADER: request_id}
+    )
     if result.failed():
         logger.error("task %s[%s] failed: %r", task_name, task_id, result.result)
 
