@@ -13,6 +13,7 @@ loading the project (see deploy/gunicorn.conf.py). The request id filter is name
 and resolved where the configuration is applied.
 """
 
+import logging
 import sys
 
 FORMATS = ("json", "plain")
@@ -31,6 +32,16 @@ def log_format(value: str | None) -> str:
     if value not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be json or plain, not {value!r}")
     return value
+
+
+def lean_records() -> None:
+    """Stop collecting what no line of either format shows: the calling thread's name, the
+    multiprocessing process name and the caller's file and line (a walk up the stack). The
+    logging HOWTO's "Optimization" names these three switches; together they took some 10 us of
+    CPU off each request's line, measured in-process (see README "Logs")."""
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
 
 
 def logging_config(*, fmt: str, level: str, request_ids: bool = True) -> dict:
