@@ -11,9 +11,15 @@ process: the metrics directory, before anything loads prometheus_client (the loa
 `init_worker`), its removal (`worker_shutdown`) and each pool child's exit
 (`worker_process_shutdown`). The metrics themselves and the server that sums them are the
 tasks app's (tasks/metrics.py), which starts them on `worker_init` (tasks/apps.py).
+
+It also keeps Celery's hands off logging (`setup_logging`): the worker and beat log with Django's
+`LOGGING` (config/log_format.py), like every other process, not in Celery's own format; and while
+a task runs, the id of the request that caused it is current (`task_prerun`, `task_postrun`),
+so the task's log lines carry it.
 """
 
 import glob
+import logging.config
 import os
 import shutil
 import sys
@@ -21,7 +27,15 @@ import tempfile
 
 from celery import Celery
 from celery.loaders.app import AppLoader
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+    worker_shutdown,
+)
+
+from config import request_id
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -89,3 +103,34 @@ def worker_metrics_child_exit(pid: int, **kwargs) -> None:
 def worker_metrics_dir_remove(**kwargs) -> None:
     if os.environ.get(_OWNED_MULTIPROC_DIR_ENV):
         shutil.rmtree(os.environ[_MULTIPROC_DIR_ENV], ignore_errors=True)
+
+
+@setup_logging.connect
+def logging_from_settings(**kwargs) -> None:
+    """Configure the worker's and beat's logging from Django's `LOGGING` instead of Celery's
+    (a receiver of this signal is what stops Celery from configuring it); `LOG_LEVEL` sets the
+    level, not `--loglevel`."""
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+# The request id each running task made current, by task id, to be reset after the run.
+_bound_request_ids: dict[str, object] = {}
+
+
+@task_prerun.connect
+def request_id_bind(task_id: str, task, **kwargs) -> None:
+    """Make the id of the request that caused the task current while it runs (None if none)."""
+    headers = task.request.headers or {}
+    sent = getattr(task.request, request_id.TASK_HEADER, None) or headers.get(
+        request_id.TASK_HEADER
+    )
+    _bound_request_ids[task_id] = request_id.bind(sent)
+
+
+@task_postrun.connect
+def request_id_unbind(task_id: str, **kwargs) -> None:
+    token = _bound_request_ids.pop(task_id, None)
+    if token is not None:
+        request_id.unbind(token)

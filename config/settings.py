@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.environment import StrictEnv
+from config.log_format import lean_records, log_format, logging_config
 from config.redis_databases import refuse_shared_databases
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +54,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so that even a 413 or a 404 from a later layer is counted and carries CORS.
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Notes the route and the user for the request's metric and log line (config/wsgi.py).
+    "config.edge.request_telemetry.RouteMiddleware",
     "config.health.HealthCheckMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "config.edge.body_limit.RequestBodyLimitMiddleware",
@@ -439,12 +442,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Todo Scale <todo-sca
 # A todo with `due_at` is reminded once, this long before it comes due.
 REMINDER_LEAD = timedelta(seconds=env.int("REMINDER_LEAD_SECONDS", default=60 * 60))
 
-# --- Logging: one line per record on stdout, collected by the platform ------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
-}
+# --- Logging: one line per record on stderr, collected by the platform ------------------------
+# `json` (one object a line: what a log pipeline parses), `plain` (a developer's terminal), or
+# unset: JSON unless stderr is a terminal. config/log_format.py has the fields and the reason.
+try:
+    LOG_FORMAT = log_format(env.str("LOG_FORMAT", default=""))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+lean_records()

@@ -3,15 +3,20 @@
 Run as `gunicorn -c deploy/gunicorn.conf.py config.wsgi:application`.
 
 Everything a deployment varies comes from the environment (`PORT`, `WEB_CONCURRENCY`,
-`GUNICORN_ACCESS_LOG`, `PROMETHEUS_MULTIPROC_DIR`); see the settings reference at
+`GUNICORN_ACCESS_LOG`, `PROMETHEUS_MULTIPROC_DIR`, `LOG_FORMAT`, `LOG_LEVEL`); see the settings
+reference at
 https://docs.gunicorn.org/en/stable/settings.html
 """
 
 import glob
+import importlib.util
 import math
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+from gunicorn.glogging import Logger
 
 _MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Set when this file created the metrics directory itself, so the master that created it (and a
@@ -106,6 +111,41 @@ if not control_socket_disable:
 errorlog = "-"
 if _env_flag("GUNICORN_ACCESS_LOG"):
     accesslog = "-"
+
+
+def _log_format_module():
+    """config/log_format.py, read by its path: importing it as `config.log_format` would load
+    the config package, and with it Celery and Django's settings, into the master, where a HUP
+    reload would keep that old code for every new worker."""
+    path = Path(__file__).resolve().parent.parent / "config" / "log_format.py"
+    spec = importlib.util.spec_from_file_location("todo_scale_log_format", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_log_format = _log_format_module()
+# The master's lines in the format of every other process; each worker then applies Django's
+# LOGGING, the same configuration with the request id filter, which needs the project.
+logconfig_dict = _log_format.logging_config(
+    fmt=_log_format.log_format(os.environ.get("LOG_FORMAT")),
+    level=os.environ.get("LOG_LEVEL") or "INFO",
+    request_ids=False,
+)
+
+
+class AccessLogOptIn(Logger):
+    """gunicorn's logger with the access log only when `accesslog` is set.
+
+    gunicorn turns the access log on for any `logconfig_dict` and then builds its line for every
+    request; each request already has its own line (config/edge/request_telemetry.py).
+    """
+
+    def _compute_access_log_enabled(self):
+        return bool(self.cfg.accesslog)
+
+
+logger_class = AccessLogOptIn
 
 # prometheus_client decides at import time whether metrics are per-process or shared through
 # files, so the directory must be in the environment before any worker imports it. Without one

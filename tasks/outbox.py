@@ -41,6 +41,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from config.celery import app
 from config.replicas.health import format_lsn, primary_write_location, replica_aliases
+from config.request_id import TASK_HEADER
 from tasks.base import WAL_POSITION_HEADER, ReliableTask
 from todos import selectors, services
 from todos.models import OutboxMessage
@@ -126,6 +127,8 @@ def _position_headers() -> dict[str, str]:
 
 
 def _publish(message: OutboxMessage, headers: dict[str, str] | None = None) -> None:
+    # The id of the request that wrote the row, for the task's log lines (config/celery.py).
+    headers = {**(headers or {}), TASK_HEADER: message.request_id}
     if app.conf.task_always_eager:
         # No broker (the embedded default): run the task in this process once the row is marked
         # sent, as if a worker had received it.

@@ -1,6 +1,7 @@
 """The project as child processes: `manage.py` commands and gunicorn servers with a clean
 environment, and a small HTTP client for tests."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -52,6 +53,17 @@ class Reply:
 @dataclass
 class AppServer:
     base: str
+    # Where the server's stdout and stderr go.
+    log: Path | None = None
+
+    def log_records(self) -> list[dict]:
+        """The JSON log lines written so far, decoded (other lines are skipped)."""
+        records = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    records.append(json.loads(line))
+        return records
 
     def request(self, method: str, path: str, *, token=None, body=None, headers=None) -> Reply:
         request = urllib.request.Request(self.base + path, method=method)
@@ -88,4 +100,4 @@ def gunicorn(env: dict, workers: int = 2) -> Iterator[AppServer]:
     with tempfile.TemporaryDirectory(prefix="gunicorn-") as directory:
         log = Path(directory) / "gunicorn.log"
         with start_gunicorn(env=env, workers=workers, log=log, ready_path="/healthz") as server:
-            yield AppServer(server.url)
+            yield AppServer(server.url, log)

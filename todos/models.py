@@ -6,6 +6,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from config.request_id import MAX_LENGTH as REQUEST_ID_MAX_LENGTH
+
 TITLE_MAX_LENGTH = 500
 
 
@@ -92,6 +94,12 @@ class OutboxMessage(models.Model):
     # The published task's id, the same each time the row is published: a row the broker took
     # but that was not marked sent (a crash in between) goes out again as the same task.
     task_id = models.UUIDField(default=uuid.uuid4, editable=False)
+    # The id of the request that wrote the row (config/request_id.py), published with the task
+    # so that its log lines can be found from the request's. NULL when no request did (a command,
+    # a task), as the rows written before the column existed have it: "" would be an id sent.
+    request_id = models.CharField(  # noqa: DJ001
+        max_length=REQUEST_ID_MAX_LENGTH, null=True, blank=True
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     # Failed publishes (broker down), and the last error, for operators.
     attempts = models.PositiveIntegerField(default=0)

@@ -9,7 +9,9 @@ cache is on, fetches the caller's cached response. Then:
 - otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so
   neither the token authentication nor the view nor the read routing asks again.
 When Redis is unavailable, the breaker skips it and every request goes to Django (rate limits
-fail open, logged and counted).
+fail open, logged and counted). For its own answers it notes in the environ the outcome, the
+user and (for a hit) the route, for the request's metric and log line
+(config/edge/request_telemetry.py, the layer around this one).
 """
 
 import json
@@ -20,6 +22,7 @@ from prometheus_client import Counter
 from config.edge import cacheable_routes, ratelimit, response_cache
 from config.edge.http_cache import CachedResponse
 from config.edge.redis_breaker import redis_call
+from config.edge.request_telemetry import OUTCOME, ROUTE, USER_ID
 from config.replicas import sticking
 from config.replicas.health import replica_aliases
 
@@ -62,12 +65,12 @@ class Gateway:
         ):
             return self.application(environ, start_response)
         token = bearer_token(environ)
-        signature = None
+        signature = route = None
         if (
             response_cache.enabled()
             and environ.get("REQUEST_METHOD") == "GET"
             and token
-            and cacheable_routes.is_cacheable(environ["PATH_INFO"])
+            and (route := cacheable_routes.route_name(environ["PATH_INFO"]))
             and accepts_json(environ)
         ):
             signature = response_cache.request_signature(environ)
@@ -83,6 +86,8 @@ class Gateway:
         verdict = ratelimit.verdict(counters, gate.counts)
         if not verdict.allowed:
             GATEWAY_RESPONSES.labels("rate_limited").inc()
+            environ[OUTCOME] = "rate_limited"
+            environ[USER_ID] = gate.user_id
             body = json.dumps(
                 {"detail": f"Too many requests: try again in {verdict.retry_after} s."}
             ).encode()
@@ -90,10 +95,14 @@ class Gateway:
         if gate.entry is not None:
             cached = CachedResponse.unpack(gate.entry)
             headers = [*cached.headers("hit"), *verdict.headers]
+            environ[ROUTE] = route
+            environ[USER_ID] = gate.user_id
             if cached.not_modified(environ.get("HTTP_IF_NONE_MATCH")):
                 GATEWAY_RESPONSES.labels("not_modified").inc()
+                environ[OUTCOME] = "not_modified"
                 return self.respond(start_response, environ, 304, b"", headers)
             GATEWAY_RESPONSES.labels("hit").inc()
+            environ[OUTCOME] = "hit"
             return self.respond(start_response, environ, 200, cached.body, headers)
         environ["todo_scale.gate"] = gate
 

@@ -45,6 +45,10 @@ from config.replicas.health import DB_READS, REPLICA_FALLBACKS, replica_aliases,
 
 logger = logging.getLogger(__name__)
 
+# The WSGI environ key where the middleware leaves the alias that served the request's reads,
+# for the request's log line (config/edge/request_telemetry.py).
+READ_ALIAS = "todo_scale.read_alias"
+
 # Statements that neither change rows nor need a mark: reads, and the transaction control Django
 # sends around them.
 _READ_PREFIXES = ("SELECT", "SHOW")
@@ -290,6 +294,7 @@ class ReadReplicaMiddleware:
     def __call__(self, request):
         with routing_for(request) as routing:
             response = self.get_response(request)
+        request.META[READ_ALIAS] = routing.alias or DEFAULT_DB_ALIAS
         if routing.unstuck:
             user_id = authenticated_user_id(request)
             if user_id is not None:

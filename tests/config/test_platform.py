@@ -114,6 +114,7 @@ def test_bad_boolean_variable_is_a_clear_configuration_error():
         ("DATABASE_CONN_MAX_AGE", "10m", "must be an integer, not '10m'"),
         ("TODO_PAGE_SIZE", "1.5", "must be an integer, not '1.5'"),
         ("REDIS_COOLDOWN", "5s", "must be a number, not '5s'"),
+        ("LOG_FORMAT", "xml", "must be json or plain, not 'xml'"),
     ],
 )
 def test_bad_typed_variable_stops_the_process_naming_it(variable, value, message):

@@ -21,13 +21,6 @@ from tests.services import celery_worker_argv, wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STATS_TASK = "tasks.stats.stats_recompute_task"
-# The request metrics every response will pass through, whichever layer answers it; their
-# instrumentation lands separately. Until it does, these are the only names the alerts and the
-# dashboard may use that no process serves yet. Remove them here once it has landed.
-COMING_METRICS = {
-    "todo_scale_http_requests_total",
-    "todo_scale_http_request_duration_seconds_bucket",
-}
 # Written by Prometheus itself for each scrape, not by any process.
 SCRAPE_METRICS = {"up"}
 # A user's requests per hour: low enough that the test's own requests reach the limit, and a
@@ -121,9 +114,9 @@ def test_every_metric_of_the_alerts_and_the_dashboard_is_served(web_redis, broke
 
     # when: the names every alert and panel select are listed
     missing = {
-        where: sorted(metric_names(expr) - served - COMING_METRICS - SCRAPE_METRICS)
+        where: sorted(metric_names(expr) - served - SCRAPE_METRICS)
         for where, expr in used_exprs().items()
     }
 
-    # then: each exists in a live process (bar the request metrics still to come)
+    # then: each exists in a live process
     assert {where: names for where, names in missing.items() if names} == {}

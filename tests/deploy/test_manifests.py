@@ -517,6 +517,11 @@ def test_nginx_balances_least_connections_and_caps_bodies_at_1m(config_text):
     assert "proxy_next_upstream_tries 2;" in directives
     for header in ("Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"):
         assert any(d.startswith(f"proxy_set_header {header} ") for d in directives), header
+    # The client's request id passes through; nginx makes one only when none was sent.
+    assert "proxy_set_header X-Request-ID $forwarded_request_id;" in directives
+    assert re.search(
+        r'map \$http_x_request_id \$forwarded_request_id \{\s*""\s+\$request_id;', config_text
+    )
     assert "location = /nginx-health" in config_text
 
 
