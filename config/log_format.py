@@ -24,13 +24,14 @@ JSON_RENAMED = {"levelname": "level", "name": "logger", "process": "pid"}
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
-def log_format(value: str | None) -> str:
-    """`LOG_FORMAT` as given, or the default: plain on a terminal, JSON everywhere else."""
+def log_format(value: str | None, error: type[Exception] = ValueError) -> str:
+    """`LOG_FORMAT` as given, or the default: plain on a terminal, JSON everywhere else; raises
+    `error` for any other value."""
     value = (value or "").strip().lower()
     if not value:
         return "plain" if sys.stderr.isatty() else "json"
     if value not in FORMATS:
-        raise ValueError(f"LOG_FORMAT must be json or plain, not {value!r}")
+        raise error(f"LOG_FORMAT must be json or plain, not {value!r}")
     return value
 
 

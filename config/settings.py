@@ -443,12 +443,9 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Todo Scale <todo-sca
 REMINDER_LEAD = timedelta(seconds=env.int("REMINDER_LEAD_SECONDS", default=60 * 60))
 
 # --- Logging: one line per record on stderr, collected by the platform ------------------------
-# `json` (one object a line: what a log pipeline parses), `plain` (a developer's terminal), or
-# unset: JSON unless stderr is a terminal. config/log_format.py has the fields and the reason.
-try:
-    LOG_FORMAT = log_format(env.str("LOG_FORMAT", default=""))
-except ValueError as exc:
-    raise ImproperlyConfigured(str(exc)) from exc
+# `json` (what a log pipeline parses) or `plain` (a terminal); unset: JSON unless stderr is a
+# terminal. config/log_format.py has the fields and the reasons.
+LOG_FORMAT = log_format(env.str("LOG_FORMAT", default=""), error=ImproperlyConfigured)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
 lean_records()
