@@ -50,7 +50,9 @@ def logging_config(*, fmt: str, level: str, request_ids: bool = True) -> dict:
 
     `request_ids`: give each record the current request id, which needs the project importable
     (gunicorn's master does without; its workers apply Django's LOGGING, which has it).
+    Records stop collecting what no line shows (`lean_records`).
     """
+    lean_records()
     if fmt == "json":
         formatter = {
             "()": "pythonjsonlogger.json.JsonFormatter",

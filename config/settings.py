@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.environment import StrictEnv
-from config.log_format import lean_records, log_format, logging_config
+from config.log_format import log_format, logging_config
 from config.redis_databases import refuse_shared_databases
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -448,4 +448,3 @@ REMINDER_LEAD = timedelta(seconds=env.int("REMINDER_LEAD_SECONDS", default=60 * 
 LOG_FORMAT = log_format(env.str("LOG_FORMAT", default=""), error=ImproperlyConfigured)
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
-lean_records()
