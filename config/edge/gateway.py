@@ -75,15 +75,15 @@ class Gateway:
         ):
             signature = response_cache.request_signature(environ)
         digest = response_cache.token_digest(token) if token else None
-        counters = ratelimit.counters_for(environ, digest, self.rates)
+        limits = ratelimit.limits_for(environ, digest, self.rates)
         gate = redis_call(
             "gate",
-            lambda: response_cache.gate(token, signature, counters, self.mark_prefix),
+            lambda: response_cache.gate(token, signature, limits, self.mark_prefix),
             fallback=None,
         )
         if gate is None:
             return self.application(environ, start_response)
-        verdict = ratelimit.verdict(counters, gate.counts)
+        verdict = ratelimit.verdict(limits, gate.limits)
         if not verdict.allowed:
             GATEWAY_RESPONSES.labels("rate_limited").inc()
             environ[OUTCOME] = "rate_limited"

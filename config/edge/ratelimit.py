@@ -1,14 +1,17 @@
-"""Rate limits per user and per client IP, as fixed windows counted atomically in Redis.
+"""Rate limits per user and per client IP, judged atomically in Redis by GCRA.
 
-Each request increments one counter per scope that applies to it (`ip`, `user`, or `auth` for
-the sign-up and token endpoints) inside the same Lua script that looks up cached responses
-(config/edge/response_cache.py), so counting is atomic, shared by every replica, and costs no extra
-round trip. DRF's own throttles read, then write, a list in the cache: two replicas can both
-read "limit not reached" and both let a request through.
+GCRA (the generic cell rate algorithm) keeps one key per scope and identity (`ip`, `user`, or
+`auth` for the sign-up and token endpoints): the theoretical arrival time (TAT) of the next
+request if requests came evenly, one emission interval (period / limit) apart. A request passes
+when, charged one interval, the TAT stays within one period of now, so at most `limit` requests
+pass in any period-long span plus one per interval after it: no fixed window, so no double burst
+at a window's edge. The judgement runs inside the same Lua script that looks up cached responses
+(config/edge/response_cache.py) on Redis' own clock, so it is atomic, shared by every replica,
+and costs no extra round trip. DRF's own throttles read, then write, a list in the cache: two
+replicas can both read "limit not reached" and both let a request through.
 """
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,13 +44,12 @@ class Rate:
 
 
 @dataclass(frozen=True)
-class Counter:
-    """One window counter a request increments: its Redis key and the rate it is held to."""
+class Limit:
+    """One rate limit a request is held to: the Redis key of its arrival time and the rate."""
 
     scope: str
     key: str
     rate: Rate
-    window_ends_at: int
 
 
 def rates() -> dict[str, Rate | None]:
@@ -71,64 +73,57 @@ def client_ip(environ: dict) -> str:
     return environ.get("REMOTE_ADDR", "")
 
 
-def counters_for(
-    environ: dict, token_digest: str | None, configured: dict, now: float | None = None
-) -> list[Counter]:
-    """The counters this request increments, keyed by scope, identity and window."""
-    now = time.time() if now is None else now
+def limits_for(environ: dict, token_digest: str | None, configured: dict) -> list[Limit]:
+    """The limits this request is held to, keyed by scope and identity."""
     path = environ.get("PATH_INFO", "")
     identities = [("ip", client_ip(environ))]
     if path.startswith(AUTH_PATHS):
         identities.append(("auth", client_ip(environ)))
     elif token_digest:
         identities.append(("user", token_digest))
-    counters = []
+    limits = []
     for scope, identity in identities:
         rate = configured.get(scope)
         if rate is None or not identity:
             continue
-        window = int(now // rate.window)
         # IPs are hashed so an IPv6 address or a long header cannot make a huge key.
         ident = hashlib.blake2b(identity.encode(), digest_size=12).hexdigest()
-        counters.append(
-            Counter(
-                scope=scope,
-                key=f"rl:{scope}:{ident}:{window}",
-                rate=rate,
-                window_ends_at=(window + 1) * rate.window,
-            )
-        )
-    return counters
+        limits.append(Limit(scope=scope, key=f"rl:{scope}:{ident}", rate=rate))
+    return limits
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the counters say: allowed or not, and the headers that tell the client."""
+    """What the limits say: allowed or not, and the headers that tell the client."""
 
     allowed: bool
     headers: list[tuple[str, str]]
     retry_after: int
 
 
-def verdict(counters: list[Counter], counts: list[int], now: float | None = None) -> Verdict:
-    """Judge a request by its counts; the tightest counter is the one reported."""
-    now = time.time() if now is None else now
-    if not counters:
+def _seconds(microseconds: int) -> int:
+    """Whole seconds, rounded up, so a client that waits them is never early."""
+    return -(-microseconds // 1_000_000)
+
+
+def verdict(limits: list[Limit], judged: list[tuple[bool, int, int]]) -> Verdict:
+    """The request's verdict from the gate's judgement; the tightest limit is the one reported."""
+    if not limits:
         return Verdict(True, [], 0)
     allowed, retry_after = True, 0
     tightest = None
-    for counter, count in zip(counters, counts, strict=True):
-        remaining = counter.rate.limit - count
-        reset = max(int(counter.window_ends_at - now + 0.999), 1)
-        if remaining < 0:
+    for limit, (fits, remaining, frees) in zip(limits, judged, strict=True):
+        # At least 1: "0 s" would read as "now" while the next slot may be microseconds away.
+        reset = max(_seconds(frees), 1)
+        if not fits:
             allowed = False
             retry_after = max(retry_after, reset)
         if tightest is None or remaining < tightest[0]:
-            tightest = (remaining, counter.rate.limit, reset)
+            tightest = (remaining, limit.rate.limit, reset)
     remaining, limit, reset = tightest
     headers = [
         ("X-RateLimit-Limit", str(limit)),
-        ("X-RateLimit-Remaining", str(max(remaining, 0))),
+        ("X-RateLimit-Remaining", str(remaining)),
         ("X-RateLimit-Reset", str(reset)),
     ]
     if not allowed:

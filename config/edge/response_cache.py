@@ -11,12 +11,13 @@ Keys (all under the cache's key prefix, in the cache database):
 - `resp:<user id>:<generation>:<request signature>` → the rendered response (ETag, Link, body;
   config/edge/http_cache.py packs it), with a TTL. A bump makes every entry of the old
   generation unreachable at once.
-Rate-limit counters live in another database (`REDIS_RATELIMIT_DB`).
+Rate-limit arrival times live in another database (`REDIS_RATELIMIT_DB`).
 
 `gate()` runs one Lua script: resolve the token, read the generation, fetch the entry, and
-increment the rate-limit counters — a cache hit costs exactly one round trip to Redis. With
-read replicas it also reads the user's read-your-writes mark (config/replicas/sticking.py), so a
-request that reaches Django does not ask Redis for it again.
+judge the request by the rate limits (GCRA, config/edge/ratelimit.py) — a cache hit costs
+exactly one round trip to Redis. With read replicas it also reads the user's read-your-writes
+mark (config/replicas/sticking.py), so a request that reaches Django does not ask Redis for it
+again.
 """
 
 import functools
@@ -52,29 +53,57 @@ if digest ~= '' then
     end
   end
 end
-local counts = {}
+local limits = {}
 if #ARGV > 6 then
+  -- GCRA per limit: the key holds the theoretical arrival time (TAT, microseconds of Redis'
+  -- own clock, so replica clocks do not matter). A request passes when, charged one emission
+  -- interval (period / limit), the TAT stays within one period of now. Either every limit
+  -- takes the request or none is charged.
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
   redis.call('SELECT', limit_db)
-  for i = 7, #ARGV, 2 do
-    local n = redis.call('INCR', ARGV[i])
-    if n == 1 then redis.call('EXPIRE', ARGV[i], ARGV[i + 1]) end
-    counts[#counts + 1] = n
+  local passes, tats = true, {}
+  for i = 7, #ARGV, 3 do
+    local period, limit = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+    local tat = tonumber(redis.call('GET', ARGV[i]) or '0')
+    if tat < now then tat = now end
+    local charged = tat + period / limit
+    -- One microsecond of slack: period / limit is rarely exact, and `limit` intervals summed
+    -- must still fit in one period.
+    local fits = charged - now <= period + 1
+    if not fits then passes = false end
+    tats[#tats + 1] = {ARGV[i], tat, charged, period, limit, fits}
+  end
+  for n, t in ipairs(tats) do
+    local key, tat, charged, period, limit, fits = t[1], t[2], t[3], t[4], t[5], t[6]
+    if passes then
+      tat = charged
+      -- %.17g keeps every digit of the double; the key lives until the TAT is reached.
+      redis.call('SET', key, string.format('%.17g', tat),
+        'PX', math.max(math.ceil((tat - now) / 1000), 1))
+    end
+    local interval = period / limit
+    local remaining = math.max(math.floor((period + 1 - (tat - now)) / interval), 0)
+    -- Until one more request fits: the TAT falls back far enough to hold one more interval.
+    local frees = math.max(tat - period - 1 + (remaining + 1) * interval - now, 0)
+    limits[n] = {fits and 1 or 0, remaining, math.ceil(frees)}
   end
   redis.call('SELECT', cache_db)
 end
-return {uid, gen, entry, counts, mark}
+return {uid, gen, entry, limits, mark}
 """
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """What Redis knew about a request: its user, their generation, a cached entry, counts,
-    and the user's read-your-writes mark ("" when they have none; None when it was not read)."""
+    """What Redis knew about a request: its user, their generation, a cached entry, each rate
+    limit's judgement `(fits, remaining, microseconds until one more request fits)`, and the
+    user's read-your-writes mark ("" when they have none; None when it was not read)."""
 
     user_id: int | None
     generation: str | None
     entry: bytes | None
-    counts: list[int]
+    limits: list[tuple[bool, int, int]]
     mark: str | None = None
 
 
@@ -131,9 +160,9 @@ def request_signature(environ: dict) -> str:
 
 
 def gate(
-    token: str | None, signature: str | None, counters: list, mark_prefix: str = ""
+    token: str | None, signature: str | None, limits: list, mark_prefix: str = ""
 ) -> GateResult:
-    """Resolve the token, fetch the cached entry, count the request: one round trip.
+    """Resolve the token, fetch the cached entry, judge the rate limits: one round trip.
 
     With `mark_prefix` (the mark's key without the user id) the user's mark is read too.
     """
@@ -147,14 +176,14 @@ def gate(
         signature or "",
         mark_prefix,
     ]
-    for counter in counters:
-        argv += [counter.key, counter.rate.window]
-    uid, gen, entry, counts, mark = _gate_script(client)(keys=[], args=argv, client=client)
+    for limit in limits:
+        argv += [limit.key, limit.rate.window * 1_000_000, limit.rate.limit]
+    uid, gen, entry, judged, mark = _gate_script(client)(keys=[], args=argv, client=client)
     return GateResult(
         user_id=int(uid) if uid else None,
         generation=gen.decode() if gen else None,
         entry=entry or None,
-        counts=[int(count) for count in counts],
+        limits=[(bool(fits), int(left), int(frees)) for fits, left, frees in judged],
         # Stored by `cache.set`, so in django-redis' encoding (a pickle); "" is no mark.
         mark=(cache.client.decode(mark) if mark else "") if mark is not None else None,
     )
