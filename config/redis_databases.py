@@ -27,7 +27,7 @@ def refuse_shared_databases(
 ) -> None:
     """Raise ImproperlyConfigured, naming the variables, unless each has a database of its own.
 
-    An empty or non-Redis URL (amqp://) takes none; the rate-limit counters take `ratelimit_db`
+    An empty or non-Redis URL (amqp://) takes none; the rate limits take `ratelimit_db`
     on the server of `cache_url`.
     """
     urls = {
