@@ -195,8 +195,8 @@ if REDIS_URL:
 # Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
 # Redis is back.
 REDIS_COOLDOWN = env.float("REDIS_COOLDOWN", default=5.0)
-# Rate-limit state (GCRA arrival times) lives in its own database of the cache's Redis, so flushing or evicting
-# the cache never resets a limit (and never the other way round).
+# Rate-limit state (GCRA arrival times) lives in its own database of the cache's Redis, so
+# flushing or evicting the cache never resets a limit (and never the other way round).
 REDIS_RATELIMIT_DB = env.int("REDIS_RATELIMIT_DB", default=2)
 
 # Cached API responses need a cache every web process shares: with the local-memory cache of
