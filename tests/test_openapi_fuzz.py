@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from django.db import connection
 
 from tests.factories import TokenFactory, UserFactory
-from tests.servers import clean_env, gunicorn
+from tests.servers import gunicorn, replica_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,10 +22,7 @@ EXCLUDED_CHECKS = "positive_data_acceptance"
 
 def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(tmp_path):
     token = TokenFactory(user=UserFactory(username="fuzzer")).key
-    db = connection.settings_dict
-    env = clean_env(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        DJANGO_SECRET_KEY="test-secret-key-for-the-schema-fuzz",
+    env = replica_env(
         REDIS_URL=os.environ["TEST_REDIS_URL"],
         # Limits would turn most generated requests into documented 429s and test nothing.
         RATE_LIMIT_USER="off",

@@ -4,12 +4,11 @@ limits, and service without Redis."""
 import time
 
 import pytest
-from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
-from tests.servers import clean_env, gunicorn
+from tests.servers import gunicorn, replica_env
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,16 +36,7 @@ def flushed_redis(redis_server):
 
 def app_server(redis_url: str, **env: str):
     """A web replica on the test database and this module's Redis."""
-    db = connection.settings_dict
-    return gunicorn(
-        clean_env(
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            DJANGO_SECRET_KEY="test-secret-key-for-the-gateway-tests",
-            REDIS_URL=f"{redis_url}/0",
-            REDIS_COOLDOWN="1",
-            **env,
-        )
-    )
+    return gunicorn(replica_env(REDIS_URL=f"{redis_url}/0", REDIS_COOLDOWN="1", **env))
 
 
 @pytest.fixture

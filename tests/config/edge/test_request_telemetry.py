@@ -4,12 +4,11 @@ layer answered it: real gunicorn on real Redis and Postgres."""
 import urllib.request
 
 import pytest
-from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
-from tests.servers import clean_env, gunicorn
+from tests.servers import gunicorn, replica_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,15 +25,7 @@ def redis_server():
 
 
 def app_server(redis_url: str, **env: str):
-    db = connection.settings_dict
-    return gunicorn(
-        clean_env(
-            DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            DJANGO_SECRET_KEY="test-secret-key-for-the-request-telemetry-tests",
-            REDIS_URL=f"{redis_url}/0",
-            **env,
-        )
-    )
+    return gunicorn(replica_env(REDIS_URL=f"{redis_url}/0", **env))
 
 
 def request_samples(base: str) -> dict[str, list]:
