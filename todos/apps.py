@@ -8,8 +8,16 @@ class TodosConfig(AppConfig):
     verbose_name = "Todos"
 
     def ready(self) -> None:
-        from config.edge import cacheable_routes
-        from todos import cache  # noqa: F401  (connects the token receivers)
+        from config import postgres_loaders
+        from config.edge import cacheable_routes, direct_reads
+        from todos import (
+            cache,  # noqa: F401  (connects the token receivers)
+            reads,
+        )
 
-        # The list and one todo: reads the gateway may answer from the response cache.
+        postgres_loaders.connect()
+        # The list and one todo: reads the gateway may answer from the response cache, and
+        # render itself on a miss.
         cacheable_routes.register("todo-list", "todo-detail")
+        direct_reads.register("todo-list", reads.direct_list)
+        direct_reads.register("todo-detail", reads.direct_item)

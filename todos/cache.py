@@ -83,14 +83,22 @@ def cached_or_computed(
         cached = response_cache.response_get(user_id, generation, signature)
         if cached:
             return cached, "hit"
-    if not response_cache.fill_lock(user_id, generation, signature):
+    claimed = response_cache.fill_lock(user_id, generation, signature)
+    if not claimed:
         deadline = time.monotonic() + FILL_WAIT
         while time.monotonic() < deadline:
             time.sleep(FILL_POLL)
             cached = response_cache.response_get(user_id, generation, signature)
             if cached:
                 return cached, "hit"
-    response = compute()
+    try:
+        response = compute()
+    except BaseException:
+        # A request that fails (a missing todo, a bad cursor) fills nothing: the next one for
+        # the same entry must not wait for it.
+        if claimed:
+            response_cache.fill_release(user_id, generation, signature)
+        raise
     response_cache.response_store(user_id, generation, signature, response)
     return response, "miss"
 

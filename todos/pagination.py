@@ -8,14 +8,13 @@ page runs `COUNT(*)`. The extra row tells whether a next page exists.
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from rest_framework.exceptions import ValidationError
-from rest_framework.request import Request
 from rest_framework.utils.urls import replace_query_param
 
 # The sort keys a client may ask for, and whether the column can be NULL (NULLs sort last in
@@ -123,11 +122,13 @@ class KeysetPagination:
     """Pages a queryset by (ordering key, id) as `.values()` rows; the next page is a `Link`
     header."""
 
-    def paginate(self, queryset: QuerySet, request: Request, columns: Sequence[str]) -> list:
+    def paginate(
+        self, queryset: QuerySet, params: Mapping[str, str], url: str, columns: Sequence[str]
+    ) -> list:
         """The page's rows: dictionaries of `columns`, plus the id and the ordering key (the
-        cursor is made from the last row)."""
-        params = request.query_params
-        self.request = request
+        cursor is made from the last row). `params` are the request's query parameters and
+        `url` its absolute URL, which the next page's link is made from."""
+        self.url = url
         self.ordering = parse_ordering(params.get("ordering"))
         self.limit = parse_limit(params.get("limit"))
         cursor = params.get("cursor")
@@ -145,8 +146,7 @@ class KeysetPagination:
     def next_link(self) -> str | None:
         if not self.has_next:
             return None
-        url = self.request.build_absolute_uri()
-        return replace_query_param(url, "cursor", encode_cursor(self.ordering, self.last))
+        return replace_query_param(self.url, "cursor", encode_cursor(self.ordering, self.last))
 
     def headers(self) -> dict:
         link = self.next_link()

@@ -3,27 +3,17 @@
 import hashlib
 import json
 
-from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import status, viewsets
 from rest_framework.exceptions import APIException, NotFound, ValidationError
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from config.edge.http_cache import CachedResponse, body_etag
-from todos import conditional, selectors, services
+from config.edge.http_cache import CachedResponse
+from todos import conditional, reads, selectors, services
 from todos.cache import CachedReadMixin
 from todos.filters import TodoFilter
 from todos.models import Todo
-from todos.pagination import KeysetPagination
-from todos.representation import (
-    COLUMNS,
-    json_array,
-    json_rows_supported,
-    todo_instance_representation,
-    todo_json_rows,
-    todo_representation,
-)
+from todos.representation import todo_instance_representation
 from todos.schema import destroy_all_schema, todo_schema
 from todos.serializers import TodoSerializer
 
@@ -73,8 +63,7 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         return super().filter_queryset(queryset)
 
     def todo_url_prefix(self) -> str:
-        # One reverse() per request, not per row: see TodoUrlField.
-        return self.request.build_absolute_uri(reverse("todo-list")) + "/"
+        return reads.todo_url_prefix(self.request)
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "todo_url_prefix": self.todo_url_prefix()}
@@ -93,20 +82,10 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
 
     def render_page(self) -> CachedResponse:
         todos = self.filter_queryset(selectors.todo_list(owner=self.request.user))
-        pagination = KeysetPagination()
-        prefix = self.todo_url_prefix()
-        if json_rows_supported():
-            page = pagination.paginate(todo_json_rows(todos, prefix), self.request, ["json"])
-            body = json_array(page)
-        else:
-            page = pagination.paginate(todos, self.request, COLUMNS)
-            body = JSONRenderer().render([todo_representation(row, prefix) for row in page])
-        return CachedResponse(body_etag(body), pagination.next_link() or "", body)
+        return reads.page_response(todos, self.request)
 
     def render_item(self) -> CachedResponse:
-        todo = self.get_object()
-        body = JSONRenderer().render(todo_instance_representation(todo, self.todo_url_prefix()))
-        return CachedResponse(conditional.todo_etag(todo), "", body)
+        return reads.item_response(self.get_object(), self.request)
 
     def create(self, request):
         key = idempotency_key(request)

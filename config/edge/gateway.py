@@ -19,7 +19,7 @@ import json
 from django.conf import settings
 from prometheus_client import Counter
 
-from config.edge import cacheable_routes, ratelimit, response_cache
+from config.edge import cacheable_routes, direct_reads, ratelimit, response_cache
 from config.edge.http_cache import CachedResponse
 from config.edge.redis_breaker import redis_call
 from config.edge.request_telemetry import OUTCOME, ROUTE, USER_ID
@@ -67,13 +67,15 @@ class Gateway:
         token = bearer_token(environ)
         signature = route = None
         if (
-            response_cache.enabled()
-            and environ.get("REQUEST_METHOD") == "GET"
+            environ.get("REQUEST_METHOD") == "GET"
             and token
             and (route := cacheable_routes.route_name(environ["PATH_INFO"]))
             and accepts_json(environ)
         ):
-            signature = response_cache.request_signature(environ)
+            if response_cache.enabled():
+                signature = response_cache.request_signature(environ)
+        else:
+            route = None
         digest = response_cache.token_digest(token) if token else None
         limits = ratelimit.limits_for(environ, digest, self.rates)
         gate = redis_call(
@@ -105,6 +107,17 @@ class Gateway:
             environ[OUTCOME] = "hit"
             return self.respond(start_response, environ, 200, cached.body, headers)
         environ["todo_scale.gate"] = gate
+        if route is not None and gate.user_id is not None and direct_reads.registered(route):
+            answered = direct_reads.answer(environ, route, gate.user_id, gate)
+            if answered is not None:
+                cached, outcome = answered
+                environ[ROUTE] = route
+                environ[USER_ID] = gate.user_id
+                environ[OUTCOME] = outcome
+                headers = [*cached.headers(outcome), *verdict.headers]
+                if cached.not_modified(environ.get("HTTP_IF_NONE_MATCH")):
+                    return self.respond(start_response, environ, 304, b"", headers)
+                return self.respond(start_response, environ, 200, cached.body, headers)
 
         def start_with_limits(status, headers, exc_info=None):
             return start_response(status, [*headers, *verdict.headers], exc_info)
@@ -124,6 +137,8 @@ def security_headers() -> list[tuple[str, str]]:
     headers = [("Vary", "Accept, Origin"), ("X-Content-Type-Options", "nosniff")]
     if settings.X_FRAME_OPTIONS:
         headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
     if settings.SECURE_REFERRER_POLICY:
         headers.append(("Referrer-Policy", settings.SECURE_REFERRER_POLICY))
     if settings.SECURE_HSTS_SECONDS:

@@ -34,6 +34,8 @@ ROUTE = "todo_scale.route"
 OUTCOME = "todo_scale.outcome"
 USER_ID = "todo_scale.user_id"
 DJANGO = "django"
+# The gateway's outcomes that no database took part in.
+REDIS_ONLY = frozenset({"hit", "not_modified", "rate_limited"})
 
 # Seconds. A gateway hit takes a few hundred microseconds and an uncached list some 5-50 ms;
 # the latency alert's threshold (0.5 s) must be a bound, and gunicorn kills a request at 30 s.
@@ -127,7 +129,7 @@ class RequestTelemetry:
         code = int(status[:3])
         duration_ms = round(elapsed * 1000, 3)
         # None when no database served it: the gateway answered from Redis.
-        alias = environ.get(READ_ALIAS, DEFAULT_DB_ALIAS) if outcome == DJANGO else None
+        alias = None if outcome in REDIS_ONLY else environ.get(READ_ALIAS, DEFAULT_DB_ALIAS)
         logger.info(
             "%s %s %d %s %.3f ms",
             method,

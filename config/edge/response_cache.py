@@ -314,3 +314,10 @@ def fill_lock(user_id: int, generation: str, signature: str) -> bool:
     key = cache.make_key(f"fill:{user_id}:{generation}:{signature}")
     claimed = redis_call("fill_lock", lambda: _client().set(key, 1, nx=True, px=2000), True)
     return bool(claimed)
+
+
+def fill_release(user_id: int, generation: str, signature: str) -> None:
+    """Give up a claim whose computation failed (a 404, a 400), so that the next request for
+    the same entry computes at once instead of waiting out the lock."""
+    key = cache.make_key(f"fill:{user_id}:{generation}:{signature}")
+    redis_call("fill_release", lambda: _client().delete(key), None)

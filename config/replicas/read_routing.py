@@ -146,6 +146,20 @@ class RequestRouting(Routing):
 
 
 @dataclass
+class UserRouting(Routing):
+    """The read-routing state of a read the gateway answers itself: the user is known from the
+    token before any Django request exists, and the gateway already read their mark."""
+
+    user_id: int = 0
+    gate: object = None
+    alias: str | None = None
+    wrote: bool = False
+
+    def choose(self) -> str:
+        return choose_read_alias(self.user_id, self.gate)
+
+
+@dataclass
 class PositionRouting(Routing):
     """The read-routing state of a task: the mark is the position it was enqueued at."""
 
@@ -204,6 +218,18 @@ def _routed(routing: Routing):
 def routing_for(request: HttpRequest):
     """Route the reads made inside the block as for `request`; yields its RequestRouting."""
     with _routed(RequestRouting(request=request)) as routing:
+        yield routing
+
+
+@contextlib.contextmanager
+def routing_for_user(user_id: int, gate=None):
+    """Route the reads made inside the block as for a request of `user_id` (`gate`: the
+    gateway's answer, holding the user's mark). Yields its UserRouting (None when no replica is
+    configured: every read is the primary's then)."""
+    if not replica_aliases():
+        yield None
+        return
+    with _routed(UserRouting(user_id=user_id, gate=gate)) as routing:
         yield routing
 
 

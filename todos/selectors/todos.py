@@ -6,11 +6,12 @@ from django.db.models import QuerySet
 from todos.models import Todo
 
 
-def todo_list(*, owner: AbstractBaseUser) -> QuerySet[Todo]:
-    """All todos of `owner`, unordered: the caller (pagination) decides the order."""
+def todo_list(*, owner: AbstractBaseUser | int) -> QuerySet[Todo]:
+    """All todos of `owner` (a user or a user's id), unordered: the caller (pagination)
+    decides the order."""
     return Todo.objects.filter(owner=owner)
 
 
-def todo_get(*, owner: AbstractBaseUser, todo_id: int) -> Todo:
+def todo_get(*, owner: AbstractBaseUser | int, todo_id: int) -> Todo:
     """The todo `todo_id` of `owner`; raises `Todo.DoesNotExist` for a missing or foreign id."""
     return Todo.objects.get(owner=owner, pk=todo_id)
