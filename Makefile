@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help runtime venv run test test-fast bench bench-quick bench-all lint format migrate seed demo-user schema worker beat relay clean \
+.PHONY: help runtime venv run test test-fast bench bench-quick bench-all load lint format migrate seed demo-user schema worker beat relay clean \
 	stack stack-status stack-restart stack-down
 
 help: ## list the commands
@@ -60,6 +60,20 @@ bench-all: venv ## make bench, then the cache, read-routing and export benchmark
 	$(PY) -m bench.cache_hit
 	$(PY) -m bench.replica_routing
 	$(PY) -m bench.exports
+
+# Locust's user journey (bench/locustfile.py) against a server already running, `make stack`
+# by default: started with RATE_LIMIT_AUTH=off RATE_LIMIT_IP=off, since every Locust user comes
+# from this one IP. Report in bench/results/load.html and load_*.csv; exits 1 on any failure.
+load: USERS ?= 50
+load: SPAWN_RATE ?= 10
+load: RUN_TIME ?= 60s
+load: URL ?= http://127.0.0.1:$(PORT)
+load: venv ## Locust against make stack: USERS=50 SPAWN_RATE=10 RUN_TIME=60s URL=http://127.0.0.1:$PORT
+	@curl -fsS -o /dev/null --max-time 5 "$(URL)/readyz" || \
+		{ echo "nothing ready at $(URL): start it with make stack, or set URL=" >&2; exit 1; }
+	@echo "Report: bench/results/load.html and bench/results/load_*.csv"
+	$(VENV)/bin/locust --headless -f bench/locustfile.py --host "$(URL)" -u $(USERS) -r $(SPAWN_RATE) \
+		--run-time $(RUN_TIME) --csv bench/results/load --html bench/results/load.html
 
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,1 @@
+"""Tests of the load scripts in bench/: the Locust journey `make load` runs."""
