@@ -16,6 +16,10 @@ It also keeps Celery's hands off logging (`setup_logging`): the worker and beat 
 `LOGGING` (config/log_format.py), like every other process, not in Celery's own format; and while
 a task runs, the id of the request that caused it is current (`task_prerun`, `task_postrun`),
 so the task's log lines carry it.
+
+With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each pool child starts tracing as it starts
+(`worker_process_init`: the export thread would not survive the fork) and flushes its spans as
+it exits (`worker_process_shutdown`: a child exits without running `atexit`); config/tracing.py.
 """
 
 import glob
@@ -31,11 +35,12 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_process_init,
     worker_process_shutdown,
     worker_shutdown,
 )
 
-from config import request_id
+from config import request_id, tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -83,6 +88,16 @@ class WorkerLoader(AppLoader):
 
 app = Celery("config", loader="config.celery:WorkerLoader")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@worker_process_init.connect
+def worker_tracing_start(**kwargs) -> None:
+    tracing.tracing_start()
+
+
+@worker_process_shutdown.connect
+def worker_tracing_stop(**kwargs) -> None:
+    tracing.tracing_stop()
 
 
 @worker_process_shutdown.connect

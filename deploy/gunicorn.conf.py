@@ -100,6 +100,7 @@ if os.path.isdir(_SHARED_MEMORY_DIR) and os.access(_SHARED_MEMORY_DIR, os.W_OK):
 # streams), and a recycled worker or a HUP reload picks up new code. Preloading measured no faster
 # (cached list 1,548 req/s against 1,484 without, within the rounds' spread) once workers are no
 # longer recycled every few seconds, which is the only time the saved import would count.
+# Tracing relies on it too: config/wsgi.py starts it, and its span export thread, in each worker.
 preload_app = False
 
 # The control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), so several

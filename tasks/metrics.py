@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from config.tracing import untraced
 from todos import selectors
 
 logger = logging.getLogger(__name__)
@@ -150,9 +151,11 @@ class OutboxBacklogCollector:
         # Each scrape runs in a thread of its own (the HTTP server's), with its own database
         # connection: closed at the end, or every scrape would leave one open.
         try:
-            unsent = selectors.outbox_unsent().using(DEFAULT_DB_ALIAS)
-            count = unsent.count()
-            oldest = unsent.values_list("created_at", flat=True).first()
+            # A scrape is no request's work: no trace for its two queries.
+            with untraced():
+                unsent = selectors.outbox_unsent().using(DEFAULT_DB_ALIAS)
+                count = unsent.count()
+                oldest = unsent.values_list("created_at", flat=True).first()
         except DatabaseError as exc:
             # No sample rather than a wrong one; `absent()` on the series notices.
             logger.warning("outbox metrics: database unavailable: %s", exc)

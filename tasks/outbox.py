@@ -22,6 +22,11 @@ Rows are published under `SELECT ... FOR UPDATE SKIP LOCKED`, so any number of r
 side without publishing a row twice at once, and a row is marked sent only after the broker
 confirmed it (RabbitMQ publisher confirms). A crash between the confirm and the mark publishes the
 row again later, with the same task id: delivery is at least once, and every task is idempotent.
+
+Each message carries the id of the request that wrote its row and, with tracing on, the row's
+trace context (`traceparent`, `tracestate`), made current while it is published: the publish
+and the task's run are spans in the trace of that request, whichever path publishes it
+(config/tracing.py).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from config.celery import app
 from config.replicas.health import format_lsn, primary_write_location, replica_aliases
 from config.request_id import TASK_HEADER
+from config.tracing import TRACEPARENT, TRACESTATE, trace_context_attached, untraced
 from tasks.base import WAL_POSITION_HEADER, ReliableTask
 from todos import selectors, services
 from todos.models import OutboxMessage
@@ -126,9 +132,16 @@ def _position_headers() -> dict[str, str]:
     return {WAL_POSITION_HEADER: format_lsn(primary_write_location())}
 
 
+def _trace_headers(message: OutboxMessage) -> dict[str, str]:
+    """The row's trace context as message headers; none for a row written outside a span."""
+    stored = {TRACEPARENT: message.traceparent, TRACESTATE: message.tracestate}
+    return {name: value for name, value in stored.items() if value}
+
+
 def _publish(message: OutboxMessage, headers: dict[str, str] | None = None) -> None:
-    # The id of the request that wrote the row, for the task's log lines (config/celery.py).
-    headers = {**(headers or {}), TASK_HEADER: message.request_id}
+    # The id of the request that wrote the row, for the task's log lines (config/celery.py),
+    # and its trace context, for the task's span.
+    headers = {**(headers or {}), TASK_HEADER: message.request_id, **_trace_headers(message)}
     if app.conf.task_always_eager:
         # No broker (the embedded default): run the task in this process once the row is marked
         # sent, as if a worker had received it.
@@ -138,22 +151,26 @@ def _publish(message: OutboxMessage, headers: dict[str, str] | None = None) -> N
             )
         )
         return
-    app.send_task(
-        message.task_name,
-        kwargs=message.kwargs,
-        task_id=str(message.task_id),
-        headers=headers,
-        retry=True,
-        retry_policy=PUBLISH_RETRY_POLICY,
-    )
+    # With tracing on, the publish span is a child of the span that wrote the row, and the
+    # Celery instrumentation replaces the traceparent header with the publish span's own.
+    with trace_context_attached(headers):
+        app.send_task(
+            message.task_name,
+            kwargs=message.kwargs,
+            task_id=str(message.task_id),
+            headers=headers,
+            retry=True,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
 
 
 def _run_eagerly(
     task_name: str, kwargs: dict, task_id: str, headers: dict[str, str] | None
 ) -> None:
-    result = app.tasks[task_name].apply(
-        kwargs=kwargs, task_id=task_id, headers=headers, throw=False
-    )
+    with trace_context_attached(headers or {}):
+        result = app.tasks[task_name].apply(
+            kwargs=kwargs, task_id=task_id, headers=headers, throw=False
+        )
     if result.failed():
         logger.error("task %s[%s] failed: %r", task_name, task_id, result.result)
 
@@ -183,7 +200,9 @@ def outbox_relay_forever(*, stop: threading.Event, poll_interval: float = POLL_I
         # one outage does not break every later iteration.
         close_old_connections()
         try:
-            result = outbox_relay()
+            # Only the publishes are traced, in the trace of the request that wrote each row.
+            with untraced():
+                result = outbox_relay()
         except (OperationalError, InterfaceError) as exc:
             logger.warning("outbox: database unavailable: %s", exc)
             result = RelayResult(error=str(exc))

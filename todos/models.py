@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from config.request_id import MAX_LENGTH as REQUEST_ID_MAX_LENGTH
+from config.tracing import TRACEPARENT_MAX_LENGTH, TRACESTATE_MAX_LENGTH
 
 TITLE_MAX_LENGTH = 500
 
@@ -99,6 +100,14 @@ class OutboxMessage(models.Model):
     # a task), as the rows written before the column existed have it: "" would be an id sent.
     request_id = models.CharField(  # noqa: DJ001
         max_length=REQUEST_ID_MAX_LENGTH, null=True, blank=True
+    )
+    # The W3C trace context of the span that wrote the row (config/tracing.py), published with
+    # the task so that its span continues the request's trace. NULL with tracing off or no span.
+    traceparent = models.CharField(  # noqa: DJ001
+        max_length=TRACEPARENT_MAX_LENGTH, null=True, blank=True
+    )
+    tracestate = models.CharField(  # noqa: DJ001
+        max_length=TRACESTATE_MAX_LENGTH, null=True, blank=True
     )
     sent_at = models.DateTimeField(null=True, blank=True)
     # Failed publishes (broker down), and the last error, for operators.

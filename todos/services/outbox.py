@@ -8,6 +8,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.request_id import current_request_id
+from config.tracing import TRACEPARENT, TRACESTATE, trace_context
 from todos.models import OutboxMessage
 from todos.outbox import outbox_committed
 
@@ -18,12 +19,18 @@ def outbox_enqueue(*, task: str, kwargs: dict) -> OutboxMessage:
     Precondition: called inside the transaction (`transaction.atomic`) that writes the data the
     task is about, so that both commit or neither does. After the commit, `outbox_committed` is
     sent, and tasks/outbox.py publishes the row at once if the broker answers (later if not).
-    The row keeps the current request's id, which the task's log lines then carry.
+    The row keeps the current request's id, which the task's log lines then carry, and with
+    tracing on the active span's trace context, which the task's span then continues.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the transaction that writes the data")
+    context = trace_context()
     message = OutboxMessage.objects.create(
-        task_name=task, kwargs=kwargs, request_id=current_request_id()
+        task_name=task,
+        kwargs=kwargs,
+        request_id=current_request_id(),
+        traceparent=context.get(TRACEPARENT),
+        tracestate=context.get(TRACESTATE),
     )
     # robust: a failing publish is logged and left to the relay; it must never fail a request
     # whose data has already committed.

@@ -1,7 +1,8 @@
 """`manage.py outbox_relay [--once]`: publish outbox rows to the broker (tasks/outbox.py).
 
 With `OUTBOX_METRICS_PORT` set, the polling relay also serves the backlog to Prometheus
-(tasks/metrics.py).
+(tasks/metrics.py). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each publish is a span in the trace
+of the request that wrote the row (config/tracing.py).
 """
 
 import signal
@@ -10,6 +11,7 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from config.tracing import tracing_start
 from tasks.metrics import relay_metrics_serve
 from tasks.outbox import POLL_INTERVAL, outbox_relay, outbox_relay_forever
 
@@ -26,6 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, once: bool, interval: float, **options):
         if not settings.CELERY_BROKER_URL:
             raise CommandError("CELERY_BROKER_URL is not set: tasks run eagerly, nothing to relay")
+        tracing_start()
         if once:
             result = outbox_relay()
             self.stdout.write(f"published {result.sent}")
