@@ -31,7 +31,11 @@ venv: $(VENV)/.installed-dev ## create .venv and install the runtime and dev req
 
 run: runtime migrate demo-user ## serve the API on the embedded default at http://127.0.0.1:$PORT
 	@echo "Serving on http://127.0.0.1:$(PORT)  (API /api/todos, docs /api/docs, admin /admin)"
+ifeq ($(SERVER),granian)
+	exec $(PY) -m deploy.granian_server --bind 127.0.0.1:$(PORT)
+else
 	exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py -b 127.0.0.1:$(PORT) config.wsgi:application
+endif
 
 migrate: runtime ## apply database migrations
 	$(PY) manage.py migrate --noinput

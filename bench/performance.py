@@ -4,7 +4,8 @@
 streaming standby and one Redis (deploy/local) serve everyone. Todo Scale runs as shipped
 (deploy/gunicorn.conf.py untouched: no worker count, no flags) in two configurations, each as
 `REPLICAS` (default 2) gunicorn replicas behind nginx (deploy/nginx/todo-scale.conf.template),
-measured direct (the first replica alone) and through nginx:
+measured direct (the first replica alone) and through nginx, and one replica on granian
+(SERVER=granian, deploy/granian_server.py) measured direct:
 - cached: Redis response cache on, reads routed to the standby with read-your-writes;
 - uncached: the same with TODO_RESPONSE_CACHE=false, so every read renders from the standby.
 Rate limits are off (RATE_LIMIT_USER/RATE_LIMIT_IP): this measures serving, not throttling.
@@ -213,6 +214,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             rows += todo_scale_rows("direct", direct.url, tree_of(direct.pid), config, users, args)
             everyone = tree_of(proxy.pid, *(server.pid for server in servers))
             rows += todo_scale_rows("nginx", origin, everyone, config, users, args)
+            granian = stack.enter_context(
+                start_gunicorn(
+                    env=env, log=work / f"granian-{config}.log", ready_path="/healthz",
+                    server="granian",
+                )
+            )  # fmt: skip
+            rows += todo_scale_rows(
+                "granian", granian.url, tree_of(granian.pid), config, users, args
+            )
 
         token = users["bench"][0]
         list_request = urllib.request.Request(  # noqa: S310 (the server started above)

@@ -1,7 +1,8 @@
 """gunicorn serving the project with deploy/gunicorn.conf.py on a loopback port: start, ready, stop.
 
 The one way the project starts a web process outside a container: every replica of the one-box
-stack, the suite's live-server tests and the benchmarks.
+stack, the suite's live-server tests and the benchmarks. `server="granian"` (the stack's
+`SERVER=granian`) starts deploy/granian_server.py instead, sized by the same gunicorn config.
 """
 
 from __future__ import annotations
@@ -53,6 +54,18 @@ def gunicorn_argv(port: int, extra_args: Sequence[str] = ()) -> list[str]:
     ]
 
 
+# The web servers a replica can run: gunicorn (the default) or granian (deploy/granian_server.py).
+SERVERS = ("gunicorn", "granian")
+
+
+def server_argv(server: str, port: int, extra_args: Sequence[str] = ()) -> list[str]:
+    if server == "gunicorn":
+        return gunicorn_argv(port, extra_args)
+    if server == "granian":
+        return [sys.executable, "-m", "deploy.granian_server", "--bind", f"127.0.0.1:{port}"]
+    raise ValueError(f"unknown web server {server!r}: one of {', '.join(SERVERS)}")
+
+
 @dataclass
 class Gunicorn:
     """One gunicorn master (in a session of its own) and its workers."""
@@ -78,13 +91,14 @@ class Gunicorn:
         log: Path | None = None,
         workers: int | None = None,
         extra_args: Sequence[str] = (),
+        server: str = "gunicorn",
     ) -> Gunicorn:
-        """Start gunicorn without waiting for it; `workers` sets WEB_CONCURRENCY."""
+        """Start gunicorn (or `server`) without waiting for it; `workers` sets WEB_CONCURRENCY."""
         port = port or free_port()
         env = {**env, "PORT": str(port)}
         if workers is not None:
             env = {**env, "WEB_CONCURRENCY": str(workers)}
-        return cls(port, spawn(gunicorn_argv(port, extra_args), env=env, log=log), log)
+        return cls(port, spawn(server_argv(server, port, extra_args), env=env, log=log), log)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -203,7 +203,12 @@ class Stack:
         }
         # The control socket stays off (the gunicorn config's default): nothing here uses it,
         # and one per replica would only be another file to clean up.
-        server = Gunicorn.spawn(env=env, port=port, log=self.log_path(name))
+        server = Gunicorn.spawn(
+            env=env,
+            port=port,
+            log=self.log_path(name),
+            server=os.environ.get("SERVER") or "gunicorn",
+        )
         return self.record(name, server.proc, port)
 
     def wait_web(self, record: dict) -> None:
