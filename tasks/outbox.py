@@ -35,6 +35,7 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from amqp.exceptions import MessageNacked
@@ -82,13 +83,18 @@ class RelayResult:
     error: str | None = None
 
 
-def outbox_relay(*, ids: list[int] | None = None) -> RelayResult:
+def outbox_relay(
+    *, ids: list[int] | None = None, progress: Callable[[int], None] | None = None
+) -> RelayResult:
     """Publish unsent outbox rows (only `ids`, if given), oldest first, until none is left or
-    the broker fails; returns how many were published and the broker's error, if any."""
+    the broker fails; returns how many were published and the broker's error, if any.
+    `progress(sent)` is called after each batch's commit with the rows it published."""
     result = RelayResult()
     while True:
         sent, error, full = _relay_batch(ids=ids)
         result.sent += sent
+        if progress and sent:
+            progress(sent)
         if error is not None:
             result.error = error
             return result

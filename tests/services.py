@@ -3,15 +3,22 @@
 The suite's own Postgres cluster and Redis are started by tests/settings.py; here are the
 `cluster` fixture on top of that cluster, a private RabbitMQ node and a Redis for task results,
 the Celery app pointed at them (`broker`), workers (in a thread, or real `celery worker`
-processes for tests that kill them) and child processes on the test database. Every service
+processes for tests that kill them) and child processes on the test database, in the background
+or run to their end with stderr a terminal (`run_command`). Every service
 comes from deploy/local/ (the code `make stack` uses) and never from the machine's own.
 """
 
 import contextlib
+import fcntl
 import os
+import pty
 import signal
+import struct
+import subprocess
+import termios
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -244,3 +251,69 @@ def spawn(tmp_path):
     yield start
     for child in started:
         child.stop()
+
+
+@dataclass
+class CommandRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_command(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    terminal: bool,
+    columns: int = 80,
+    timeout: float = 120,
+) -> CommandRun:
+    """Run `argv` to its end with stdout a pipe and stderr either a pseudo-terminal (as in an
+    operator's shell: `isatty()` is true, `columns` wide; 0 is a terminal that reports no size)
+    or a pipe (as under cron or a Job); returns its exit status and both streams as text (a
+    terminal's line endings are `\\r\\n`)."""
+    if not terminal:
+        done = subprocess.run(
+            argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+        )
+        return CommandRun(done.returncode, done.stdout.decode(), done.stderr.decode())
+    master, slave = pty.openpty()
+    if columns:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            start_new_session=True,
+        )
+    finally:
+        os.close(slave)
+    # The terminal is read in a thread while stdout is: either could fill and stall the child.
+    terminal_output = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer of the terminal has closed it
+                return
+            if not data:
+                return
+            terminal_output.extend(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        reader.join(timeout=10)
+        os.close(master)
+    return CommandRun(proc.returncode, stdout.decode(), terminal_output.decode(errors="replace"))

@@ -10,9 +10,10 @@ from django.db import transaction
 from tasks import outbox
 from tasks.models import TaskDelivery
 from tests.factories import TodoFactory
-from tests.services import in_thread_worker, queue_depth, wait_for
+from tests.services import child_env, in_thread_worker, queue_depth, run_command, wait_for
 from todos import services
 from todos.models import Export, ExportChunk, OutboxMessage, UserStats
+from todos.outbox import STATS_RECOMPUTE_TASK
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,3 +123,40 @@ def test_without_publish_on_commit_the_request_leaves_its_rows_to_the_relay(
     assert OutboxMessage.objects.get().sent_at is None
     assert outbox.outbox_relay().sent == 1
     assert OutboxMessage.objects.get().sent_at is not None
+
+
+BACKLOG = 250  # two full batches of the relay's and a part
+
+
+@pytest.mark.parametrize(
+    ("terminal", "bar"), [(True, True), (False, False)], ids=["terminal", "pipe"]
+)
+def test_relay_once_shows_the_backlog_draining_on_a_terminal_only(
+    user, broker, settings, terminal, bar
+):
+    # given: a backlog the web processes left to the relay
+    settings.OUTBOX_PUBLISH_ON_COMMIT = False
+    with transaction.atomic():
+        for _ in range(BACKLOG):
+            services.outbox_enqueue(task=STATS_RECOMPUTE_TASK, kwargs={"owner_id": user.pk})
+
+    # when: an operator drains it with `outbox_relay --once`
+    run = run_command(
+        [sys.executable, "manage.py", "outbox_relay", "--once"],
+        env=child_env(CELERY_BROKER_URL=broker.url),
+        terminal=terminal,
+    )
+
+    # then: every row is published; the bar, on a terminal only, ends at the backlog's count
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"published {BACKLOG}\n"
+    assert not OutboxMessage.objects.filter(sent_at__isnull=True).exists()
+    assert queue_depth(broker) == BACKLOG
+    if bar:
+        last = run.stderr.split("\r")[-2]
+        assert last.startswith("publishing: 100%")
+        assert f"{BACKLOG}/{BACKLOG}" in last
+        assert "rows/s" in last
+    else:
+        assert "publishing" not in run.stderr
+        assert "\r" not in run.stderr

@@ -1,6 +1,7 @@
 """Task bodies and the services behind them, run directly or eagerly (no broker)."""
 
 import json
+import logging
 from datetime import timedelta
 
 import pytest
@@ -51,6 +52,32 @@ def test_an_export_splices_batches_into_one_json_array(user):
     assert [item["title"] for item in json.loads(exported)] == list(
         Todo.objects.order_by("created_at", "id").values_list("title", flat=True)
     )
+
+
+def test_a_long_export_logs_its_progress_and_a_short_one_does_not(user, caplog):
+    TodoFactory.create_batch(5, owner=user)
+    long, short = (
+        Export.objects.create(owner=user, format="csv", todo_url_prefix="http://x/")
+        for _ in range(2)
+    )
+    for export in (long, short):
+        assert services.export_start(export_id=export.pk)
+
+    with caplog.at_level(logging.INFO, logger="todos.services.exports"):
+        services.export_build(export_id=long.pk, batch_rows=2, log_every=3)
+        services.export_build(export_id=short.pk, batch_rows=2)
+
+    records = [record for record in caplog.records if record.name == "todos.services.exports"]
+    # Every 3 todos (checked per batch of 2), then the final count.
+    assert [record.getMessage() for record in records] == [
+        f"export {long.pk}: exported 4/5 todos",
+        f"export {long.pk}: exported 5/5 todos",
+    ]
+    # The counts are fields of their own in the JSON log lines.
+    assert [(r.export_id, r.exported, r.total) for r in records] == [
+        (long.pk, 4, 5),
+        (long.pk, 5, 5),
+    ]
 
 
 def test_an_export_that_finished_is_not_built_again(user):

@@ -1,5 +1,6 @@
-"""Operator commands: seed_todos and create_api_user."""
+"""Operator commands: seed_todos (its progress bar in a pseudo-terminal) and create_api_user."""
 
+import sys
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
@@ -9,6 +10,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.services import child_env, run_command
 from todos import services
 from todos.models import Todo
 
@@ -21,7 +23,7 @@ def seed(**options) -> str:
     return out.getvalue()
 
 
-def test_seed_creates_users_and_todos_in_batches_with_progress():
+def test_seed_creates_users_and_todos_in_batches():
     output = seed(users=3, per_user=7, seed=1, batch_size=5)
 
     assert get_user_model().objects.filter(username__startswith="seed-user-").count() == 3
@@ -31,7 +33,8 @@ def test_seed_creates_users_and_todos_in_batches_with_progress():
         "seed-user-000001",
         "seed-user-000002",
     ]
-    assert "21/21 todos" in output
+    # stdout has the summary line only: progress goes to stderr, and only on a terminal (below).
+    assert len(output.splitlines()) == 1
     assert "21 todos created" in output
 
 
@@ -98,8 +101,7 @@ def test_topping_up_adds_the_missing_orders_of_each_user():
 def test_seed_writes_with_parallel_copies_and_stays_idempotent():
     output = seed(users=5, per_user=30, seed=2, batch_size=7, writers=2)
 
-    assert "150/150 todos" in output
-    assert "rows/s" in output
+    assert "150 todos created" in output
     assert Todo.objects.count() == 150
     for username in [f"seed-user-{index:06d}" for index in range(5)]:
         orders = Todo.objects.filter(owner__username=username).values_list("order", flat=True)
@@ -110,6 +112,42 @@ def test_seed_writes_with_parallel_copies_and_stays_idempotent():
     assert seeded_rows() == rows
     seed(users=6, per_user=32, seed=2, batch_size=5, writers=2)
     assert Todo.objects.count() == 6 * 32
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("terminal", "columns", "flags", "bar"),
+    [
+        (True, 80, [], True),
+        # A terminal that reports no size (a fresh `docker exec -t`) still gets the bar.
+        (True, 0, [], True),
+        (False, 0, [], False),
+        (True, 80, ["--no-progress"], False),
+    ],
+    ids=["terminal", "terminal-without-size", "pipe", "no-progress"],
+)
+def test_seed_shows_a_progress_bar_on_a_terminal_only(terminal, columns, flags, bar):
+    argv = [sys.executable, "manage.py", "seed_todos", "--users", "4", "--per-user", "25"]
+
+    run = run_command(
+        [*argv, "--batch-size", "10", *flags], env=child_env(), terminal=terminal, columns=columns
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert Todo.objects.count() == 100
+    if bar:
+        # Its last state, left on the screen: every todo inserted, and the rate.
+        last = run.stderr.split("\r")[-2]
+        assert last.startswith("seeding: 100%")
+        assert "100/100" in last
+        assert "todos/s" in last
+    else:
+        assert "seeding" not in run.stderr
+        assert "\r" not in run.stderr
+    # stdout is the summary line, whatever stderr is.
+    assert len(run.stdout.splitlines()) == 1
+    assert "100 todos created" in run.stdout
+    assert "100/100" not in run.stdout
 
 
 def test_seed_rejects_negative_counts():

@@ -10,6 +10,7 @@ from todos.selectors.exports import (
     export_chunk_ids,
     export_get,
     todo_export_batches,
+    todo_export_count,
 )
 from todos.selectors.outbox import outbox_unsent
 from todos.selectors.reminders import todo_ids_due_for_reminder
@@ -22,6 +23,7 @@ __all__ = [
     "export_get",
     "outbox_unsent",
     "todo_export_batches",
+    "todo_export_count",
     "todo_get",
     "todo_ids_due_for_reminder",
     "todo_list",

@@ -59,3 +59,9 @@ def todo_export_batches(*, owner_id: int, batch_size: int, using: str) -> Iterat
         if len(batch) < batch_size:
             return
         last = batch[-1]
+
+
+def todo_export_count(*, owner_id: int, using: str) -> int:
+    """How many todos `owner_id` has, read from the database `using`: the total an export's
+    progress lines count towards (a count on one of the owner's indexes)."""
+    return Todo.objects.using(using).filter(owner_id=owner_id).count()

@@ -70,8 +70,9 @@ def todos_seed(
     connections write at once, each for its own range of users, unless the caller holds a
     transaction open (then everything goes into it, on its connection); every row's
     `created_at` and `updated_at` is `now`. With `bulk_create` they are the moment the row's
-    batch was written. `progress(done, total)` is called after each batch, in the caller's
-    thread.
+    batch was written. `progress(done, total)` is called once with `done=0` before the first
+    batch (so a progress bar has its total from the start) and then after each batch, in the
+    caller's thread.
     """
     if writers < 1:
         raise ValueError("writers must be >= 1")
@@ -117,6 +118,8 @@ def todos_seed(
         now=now,
     )
     created = 0
+    if progress:
+        progress(0, wanted)
 
     def report(rows: int) -> None:
         nonlocal created
