@@ -63,7 +63,10 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         return super().filter_queryset(queryset)
 
     def todo_url_prefix(self) -> str:
-        return reads.todo_url_prefix(self.request)
+        # Once per request: the serializer's context and the response both need it.
+        if not hasattr(self, "_todo_url_prefix"):
+            self._todo_url_prefix = reads.todo_url_prefix(self.request)
+        return self._todo_url_prefix
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "todo_url_prefix": self.todo_url_prefix()}
