@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help runtime venv run test test-fast bench bench-quick bench-all load lint format migrate seed demo-user schema worker beat relay clean \
+.PHONY: help runtime venv run test test-fast bench bench-quick bench-memory bench-all load lint format migrate seed demo-user schema worker beat relay clean \
 	stack stack-status stack-restart stack-down
 
 help: ## list the commands
@@ -58,6 +58,9 @@ bench: venv ## every performance scenario beside the peers (BENCH_PEERS=DIR): be
 
 bench-quick: venv ## the CI-sized bench (BENCH_QUICK=1): seconds per scenario, fails on any error
 	BENCH_QUICK=1 $(PY) -m bench.performance
+
+bench-memory: venv ## web worker RSS over 100,000 requests as shipped: bench/results/memory.md
+	$(PY) -m bench.memory
 
 bench-all: venv ## make bench, then the cache, read-routing and export benchmarks
 	$(PY) -m bench.performance
