@@ -6,9 +6,16 @@ without rendering the todo. The generic ETag and `If-Match`/`If-None-Match` rule
 caching's (config/edge/http_cache.py).
 """
 
+from datetime import datetime
+
 from config.edge.http_cache import version_etag
 from todos.models import Todo
 
 
 def todo_etag(todo: Todo) -> str:
-    return version_etag(f"{todo.pk}:{todo.updated_at.isoformat()}")
+    return todo_version_etag(todo.pk, todo.updated_at)
+
+
+def todo_version_etag(todo_id: int, updated_at: datetime) -> str:
+    """The ETag of the todo `todo_id` as of `updated_at`, without loading the todo."""
+    return version_etag(f"{todo_id}:{updated_at.isoformat()}")

@@ -23,6 +23,7 @@ from todos.representation import (
     json_array,
     json_rows_supported,
     todo_instance_representation,
+    todo_json_item,
     todo_json_rows,
     todo_representation,
 )
@@ -51,8 +52,18 @@ def page_response(todos, request: HttpRequest) -> CachedResponse:
     return CachedResponse(body_etag(body), pagination.next_link() or "", body)
 
 
-def item_response(todo: Todo, request: HttpRequest) -> CachedResponse:
-    body = JSONRenderer().render(todo_instance_representation(todo, todo_url_prefix(request)))
+def item_response(owner, todo_id: int, request: HttpRequest) -> CachedResponse:
+    """`owner`'s (a user or a user's id) todo `todo_id`; raises Todo.DoesNotExist for a missing
+    or foreign id. On Postgres the database writes the JSON (`todo_json_item`)."""
+    prefix = todo_url_prefix(request)
+    if json_rows_supported():
+        row = todo_json_item(owner, todo_id, prefix)
+        if row is None:
+            raise Todo.DoesNotExist
+        text, updated_at = row
+        return CachedResponse(conditional.todo_version_etag(todo_id, updated_at), "", text.encode())
+    todo = selectors.todo_get(owner=owner, todo_id=todo_id)
+    body = JSONRenderer().render(todo_instance_representation(todo, prefix))
     return CachedResponse(conditional.todo_etag(todo), "", body)
 
 
@@ -86,7 +97,7 @@ def direct_item(request: HttpRequest, user_id: int, kwargs: dict):
         return None
 
     def compute() -> CachedResponse:
-        return item_response(selectors.todo_get(owner=user_id, todo_id=int(kwargs["pk"])), request)
+        return item_response(user_id, int(kwargs["pk"]), request)
 
     try:
         return cached_or_computed(request, user_id=user_id, compute=compute)

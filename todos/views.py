@@ -88,7 +88,10 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
         return reads.page_response(todos, self.request)
 
     def render_item(self) -> CachedResponse:
-        return reads.item_response(self.get_object(), self.request)
+        try:
+            return reads.item_response(self.request.user, int(self.kwargs["pk"]), self.request)
+        except Todo.DoesNotExist:
+            raise NotFound() from None
 
     def create(self, request):
         key = idempotency_key(request)

@@ -6,8 +6,15 @@ import pytest
 from rest_framework.renderers import JSONRenderer
 
 from tests.factories import TodoFactory
+from todos.conditional import todo_etag, todo_version_etag
 from todos.models import Todo
-from todos.representation import json_array, todo_json_rows, todo_representation, todo_rows
+from todos.representation import (
+    json_array,
+    todo_json_item,
+    todo_json_rows,
+    todo_representation,
+    todo_rows,
+)
 from todos.serializers import TodoSerializer
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +78,11 @@ def test_postgres_renders_the_same_bytes_as_drf(user):
     # then
     assert from_postgres == from_python
     assert json_array([]) == JSONRenderer().render([])
+
+    # and: one todo read alone is the same text, with the version its ETag is made of
+    for todo in queryset:
+        text, updated_at = todo_json_item(user, todo.pk, PREFIX)
+        expected = TodoSerializer(todo, context={"todo_url_prefix": PREFIX}).data
+        assert text.encode() == JSONRenderer().render(expected)
+        assert todo_version_etag(todo.pk, updated_at) == todo_etag(todo)
+    assert todo_json_item(user.pk, Todo.objects.order_by("id").last().pk + 1, PREFIX) is None
