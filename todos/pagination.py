@@ -128,16 +128,28 @@ class KeysetPagination:
         """The page's rows: dictionaries of `columns`, plus the id and the ordering key (the
         cursor is made from the last row). `params` are the request's query parameters and
         `url` its absolute URL, which the next page's link is made from."""
+        self.start(params, url)
+        return self.finish(list(self.page_queryset(queryset, columns)))
+
+    def start(self, params: Mapping[str, str], url: str) -> None:
+        """Read the page's ordering, limit and cursor (ValidationError for a bad one)."""
         self.url = url
         self.ordering = parse_ordering(params.get("ordering"))
         self.limit = parse_limit(params.get("limit"))
         cursor = params.get("cursor")
-        if cursor:
-            value, last_id = decode_cursor(cursor, self.ordering)
-            queryset = queryset.filter(self.ordering.after(value, last_id))
+        # (value, id) of the row the page starts after, or None for the first page.
+        self.after = decode_cursor(cursor, self.ordering) if cursor else None
+
+    def page_queryset(self, queryset: QuerySet, columns: Sequence[str]) -> QuerySet:
+        """The page's query: one row more than the limit tells whether a next page exists."""
+        if self.after is not None:
+            queryset = queryset.filter(self.ordering.after(*self.after))
         fields = dict.fromkeys((*columns, "id", self.ordering.key))
         page = queryset.values(*fields).order_by(*self.ordering.order_by())
-        rows = list(page[: self.limit + 1])
+        return page[: self.limit + 1]
+
+    def finish(self, rows: list[dict]) -> list[dict]:
+        """The page from the query's rows, noting whether there is a next one and the last."""
         self.has_next = len(rows) > self.limit
         rows = rows[: self.limit]
         self.last = rows[-1] if rows else None
