@@ -1,4 +1,4 @@
-"""Sign-up and token endpoints: how an API client gets the token it sends as `Token <key>`."""
+"""Sign-up and login: how an API client gets the token it sends as `Token <key>`."""
 
 from django.contrib.auth import authenticate, get_user_model, password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -10,7 +10,10 @@ from rest_framework.views import APIView
 from todos import services
 from todos.fields import RejectUnknownFieldsMixin, StrictCharField
 
-TOKEN_RESPONSE = inline_serializer("TokenResponse", {"token": serializers.CharField()})
+TOKEN_RESPONSE = inline_serializer(
+    "TokenResponse",
+    {"token": serializers.CharField(help_text="the key, shown this once; send `Token <key>`")},
+)
 
 
 class CredentialsSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
@@ -58,7 +61,8 @@ class RegisterView(APIView):
 
 
 class TokenView(APIView):
-    """`POST {"username", "password"}` → 200 `{"token"}`, the same token on every call."""
+    """`POST {"username", "password"}` → 200 `{"token"}`, a new token on every call (one per
+    device or script), each valid for `API_TOKEN_TTL`."""
 
     authentication_classes: list = []
     permission_classes: list = []
@@ -73,4 +77,4 @@ class TokenView(APIView):
                 {"detail": "Unable to log in with the provided credentials."},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        return Response({"token": services.user_token_issue(user=user).key})
+        return Response({"token": services.user_token_issue(user=user, name="login").key})

@@ -115,6 +115,9 @@ def test_bad_boolean_variable_is_a_clear_configuration_error():
         ("TODO_PAGE_SIZE", "1.5", "must be an integer, not '1.5'"),
         ("REDIS_COOLDOWN", "5s", "must be a number, not '5s'"),
         ("LOG_FORMAT", "xml", "must be json or plain, not 'xml'"),
+        # A token lifetime of nothing would log every client out as it logs in.
+        ("API_TOKEN_TTL", "0", "must be a positive number of seconds, not 0"),
+        ("API_TOKEN_TTL", "30d", "must be an integer, not '30d'"),
     ],
 )
 def test_bad_typed_variable_stops_the_process_naming_it(variable, value, message):

@@ -5,7 +5,11 @@ Every public name is re-exported here: callers write `from todos import services
 `services.todo_create(...)` whichever module holds the service.
 """
 
-from todos.services.accounts import UsernameTaken, user_register, user_token_issue
+from todos.services.accounts import (
+    UsernameTaken,
+    user_register,
+    user_token_issue,
+)
 from todos.services.exports import (
     EXPORT_BATCH_ROWS,
     export_build,

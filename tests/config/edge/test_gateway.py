@@ -4,12 +4,11 @@ limits, and service without Redis."""
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
 from tests.servers import gunicorn, replica_env
-from todos.models import Todo
+from todos.models import ApiToken, Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,7 +191,7 @@ def test_without_the_response_cache_the_gateway_still_authenticates_and_revokes_
         item = server.request("GET", f"/api/todos/{todo.id}", token=token)
         created = server.request("POST", "/api/todos", token=token, body={"title": "b"})
 
-        Token.objects.filter(key=token).delete()
+        ApiToken.objects.filter(user=user).delete()
         revoked = server.request("GET", "/api/todos", token=token)
 
     assert [reply.status for reply in replies] == [200, 200, 200]
@@ -222,9 +221,44 @@ def test_a_request_that_authenticated_before_a_revocation_cannot_bring_the_token
     user, token = alice
     with app_server(suite_redis(), TODO_RESPONSE_CACHE="false") as server:
         assert server.request("GET", "/api/todos", token=token).status == 200
-        Token.objects.filter(key=token).delete()
+        (row,) = ApiToken.objects.filter(user=user)
+        row.delete()
         # what a request that read the token from Postgres just before the delete writes late
-        response_cache.token_remember(token, user.pk)
+        response_cache.token_remember(row.digest, user.pk, row.expires_at)
         revoked = server.request("GET", "/api/todos", token=token)
 
     assert revoked.status == 401
+
+
+def listing_cached_for(server, token: str) -> str:
+    """GET the list twice with `token`; the second answer's X-Cache (a gateway hit, "hit")."""
+    server.request("GET", "/api/todos", token=token)
+    return server.request("GET", "/api/todos", token=token).headers["X-Cache"]
+
+
+def test_a_token_is_refused_once_it_expires_even_where_a_hit_was_cached(flushed_redis):
+    # given: tokens that live 3 s on this replica (API_TOKEN_TTL), from a sign-up and a login
+    # there (the replica hashes passwords its own way, not as the tests' settings do)
+    credentials = {"username": "carol", "password": "correct-horse-battery"}
+    with app_server(flushed_redis.url, API_TOKEN_TTL="3") as server:
+        signup = server.request("POST", "/api/auth/register", body=credentials)
+        token = signup.json()["token"]
+        server.request("POST", "/api/todos", token=token, body={"title": "a"})
+        cached = listing_cached_for(server, token)
+        row = ApiToken.objects.get(user__username="carol")
+
+        # when: the expiry passes
+        time.sleep(max(row.expires_at.timestamp() - time.time(), 0) + 0.2)
+        expired = server.request("GET", "/api/todos", token=token)
+        login = server.request("POST", "/api/auth/token", body=credentials)
+        fresh = server.request("GET", "/api/todos", token=login.json()["token"])
+
+    # then
+    assert signup.status == 201
+    assert cached == "hit"
+    assert (row.expires_at - row.created).total_seconds() == pytest.approx(3, abs=0.1)
+    assert expired.status == 401
+    assert expired.json() == {"detail": "Token expired."}
+    assert login.status == 200
+    assert fresh.status == 200
+    assert [todo["title"] for todo in fresh.json()] == ["a"]
