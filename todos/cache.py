@@ -133,7 +133,9 @@ class CachedReadMixin:
 
 @receiver(post_delete, sender=ApiToken)
 def token_deleted(sender, instance: ApiToken, **kwargs) -> None:
-    if response_cache.gate_enabled():
+    # An expired token's mapping expired with it (config/edge/response_cache.token_remember):
+    # housekeeping's purge of expired tokens writes no tombstones.
+    if response_cache.gate_enabled() and not instance.expired():
         digest = instance.digest
         # Now and after commit: a gateway must not resolve it in between, nor refill it from a
         # request that authenticated just before the delete committed.

@@ -16,7 +16,7 @@ from django_redis import get_redis_connection
 from config.edge import response_cache
 from config.edge.http_cache import CachedResponse
 from tests.conftest import api_client_for
-from tests.factories import TodoFactory
+from tests.factories import TodoFactory, TokenFactory
 from todos import services
 from todos.cache import cached_or_computed
 from todos.models import Todo
@@ -238,6 +238,14 @@ def test_an_expired_token_is_refused_and_never_remembered(user):
     assert response.status_code == 401
     assert response.json() == {"detail": "Token expired."}
     assert token_ttl_ms(api.token) == -2
+
+
+def test_purging_expired_tokens_writes_no_tombstones(user):
+    expired = TokenFactory(user=user, expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert services.housekeeping_purge(now=timezone.now())["api_tokens"] == 1
+
+    assert token_ttl_ms(expired) == -2
 
 
 def test_generation_survives_a_flush_without_reusing_old_values(user):
