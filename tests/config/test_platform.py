@@ -41,12 +41,22 @@ def test_openapi_schema_and_docs_are_public(client: Client):
         "/api/todos/{id}/",
         "/api/auth/register/",
         "/api/auth/token/",
+        "/api/auth/logout/",
+        "/api/auth/logout-all/",
         "/api/exports/",
         "/api/exports/{id}/",
         "/api/exports/{id}/download/",
         "/api/stats/",
     }
     assert set(spec["paths"]["/api/todos/"]) == {"get", "post", "delete"}
+    for path in ("/api/auth/logout/", "/api/auth/logout-all/"):
+        # a POST without a body, with a token only: 204, or refused before it does anything
+        (operation,) = spec["paths"][path].values()
+        assert set(spec["paths"][path]) == {"post"}
+        assert "requestBody" not in operation
+        assert operation["security"] == [{"tokenAuth": []}]
+        assert set(operation["responses"]) == {"204", "400", "401", "413", "429"}
+    assert "401" not in spec["paths"]["/api/auth/token/"]["post"]["responses"]
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
 

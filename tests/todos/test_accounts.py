@@ -1,5 +1,5 @@
-"""Sign-up and login endpoints, and the tokens they hand out: kept only as digests, and
-expiring."""
+"""Sign-up, login and logout endpoints, and the tokens they hand out: kept only as digests,
+expiring, revocable one by one or all at once."""
 
 import json
 import time
@@ -11,7 +11,9 @@ from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.conftest import api_client_for
 from tests.factories import TokenFactory, UserFactory
+from todos.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -131,6 +133,40 @@ def test_the_database_holds_no_usable_key(django_user_model):
     values |= {str(value) for o in dumped for value in o["fields"].values()}
     assert {key for key in keys if key in values} == set()
     assert {status_with(value) for value in values} == {401}
+
+
+def test_logout_revokes_only_the_token_it_is_sent_with(user):
+    phone, laptop = api_client_for(user), api_client_for(user)
+
+    response = phone.post("/api/auth/logout")
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert phone.get("/api/todos").json() == {"detail": "Invalid token."}
+    assert phone.post("/api/auth/logout/").status_code == 401
+    assert laptop.get("/api/todos").status_code == 200
+    assert list(ApiToken.objects.values_list("digest", flat=True)) == [laptop.token.digest]
+
+
+def test_logout_all_revokes_every_token_of_the_caller_only(user, other_api):
+    phone, laptop = api_client_for(user), api_client_for(user)
+
+    response = laptop.post("/api/auth/logout-all")
+
+    assert response.status_code == 204
+    assert phone.get("/api/todos").status_code == laptop.get("/api/todos").status_code == 401
+    assert other_api.get("/api/todos").status_code == 200
+    assert not user.api_tokens.exists()
+
+
+@pytest.mark.parametrize("path", ["/api/auth/logout", "/api/auth/logout-all"])
+def test_logout_needs_a_token_not_a_session(path, user):
+    session = APIClient()
+    session.force_login(user)
+
+    assert APIClient().post(path).status_code == 401
+    assert session.post(path).status_code == 401
+    assert api_client_for(user).get(path).status_code == 405
 
 
 def test_a_token_is_refused_once_it_expires(settings):

@@ -240,6 +240,24 @@ def test_an_expired_token_is_refused_and_never_remembered(user):
     assert token_ttl_ms(api.token) == -2
 
 
+def test_logout_and_logout_all_leave_tombstones(user):
+    phone, laptop, tablet = (api_client_for(user) for _ in range(3))
+    for client in (phone, laptop, tablet):
+        client.get("/api/todos")
+
+    assert phone.post("/api/auth/logout").status_code == 204
+
+    assert response_cache.gate(phone.token.key, None, []).user_id is None
+    assert response_cache.gate(laptop.token.key, None, []).user_id == user.pk
+
+    assert laptop.post("/api/auth/logout-all").status_code == 204
+
+    for client in (phone, laptop, tablet):
+        raw = get_redis_connection("default").get(cache.make_key(f"tok:{client.token.digest}"))
+        assert raw == response_cache.REVOKED.encode()
+        assert client.get("/api/todos").status_code == 401
+
+
 def test_purging_expired_tokens_writes_no_tombstones(user):
     expired = TokenFactory(user=user, expires_at=timezone.now() - timedelta(minutes=1))
 

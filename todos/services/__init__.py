@@ -9,6 +9,8 @@ from todos.services.accounts import (
     UsernameTaken,
     user_register,
     user_token_issue,
+    user_token_revoke,
+    user_tokens_revoke,
 )
 from todos.services.exports import (
     EXPORT_BATCH_ROWS,
@@ -89,4 +91,6 @@ __all__ = [
     "todos_set_completed",
     "user_register",
     "user_token_issue",
+    "user_token_revoke",
+    "user_tokens_revoke",
 ]

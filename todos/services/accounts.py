@@ -44,3 +44,18 @@ def user_token_issue(*, user: AbstractBaseUser, name: str = "") -> ApiToken:
     )
     token.save(force_insert=True)
     return token
+
+
+@transaction.atomic
+def user_token_revoke(*, digest: str) -> int:
+    """Delete the token of `digest` (logout); every gateway refuses it from now on
+    (todos/cache.py). Returns how many tokens went: 0 when it was gone already."""
+    deleted, _ = ApiToken.objects.filter(digest=digest).delete()
+    return deleted
+
+
+@transaction.atomic
+def user_tokens_revoke(*, user_id: int) -> int:
+    """Delete every token of the user (logout everywhere); returns how many."""
+    deleted, _ = ApiToken.objects.filter(user_id=user_id).delete()
+    return deleted

@@ -236,6 +236,61 @@ def listing_cached_for(server, token: str) -> str:
     return server.request("GET", "/api/todos", token=token).headers["X-Cache"]
 
 
+def test_logout_is_refused_at_once_on_every_replica_even_where_a_hit_was_cached(
+    flushed_redis, alice
+):
+    # given: the user's list cached, and answered by the gateway for this token and another
+    user, token = alice
+    other_device = TokenFactory(user=user).key
+    TodoFactory(owner=user, title="a")
+    with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
+        assert listing_cached_for(two, token) == "hit"
+        assert listing_cached_for(two, other_device) == "hit"
+
+        # when
+        logout = one.request("POST", "/api/auth/logout", token=token)
+
+        # then: the very read that was a hit is refused, on both replicas; the entry is still
+        # there for the other device
+        refused = [server.request("GET", "/api/todos", token=token) for server in (two, one)]
+        kept = two.request("GET", "/api/todos", token=other_device)
+        again = one.request("POST", "/api/auth/logout/", token=token)
+
+    assert logout.status == 204
+    assert logout.body == b""
+    assert [reply.status for reply in refused] == [401, 401]
+    assert refused[0].json() == {"detail": "Invalid token."}
+    assert kept.status == 200
+    assert kept.headers["X-Cache"] == "hit"
+    assert again.status == 401
+    assert list(ApiToken.objects.filter(user=user).values_list("digest", flat=True)) == [
+        ApiToken.for_key(other_device).digest
+    ]
+
+
+def test_logout_all_refuses_every_token_of_the_user_at_once(flushed_redis, alice):
+    user, phone = alice
+    laptop = TokenFactory(user=user).key
+    bob = TokenFactory(user=UserFactory(username="bob")).key
+    TodoFactory(owner=user)
+    with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
+        assert {listing_cached_for(two, token) for token in (phone, laptop, bob)} == {"hit"}
+
+        logout_all = one.request("POST", "/api/auth/logout-all", token=laptop)
+
+        after = {
+            name: two.request("GET", "/api/todos", token=token)
+            for name, token in [("phone", phone), ("laptop", laptop), ("bob", bob)]
+        }
+        on_one = one.request("GET", "/api/todos", token=phone)
+
+    assert logout_all.status == 204
+    assert after["phone"].status == after["laptop"].status == on_one.status == 401
+    assert after["bob"].status == 200
+    assert after["bob"].headers["X-Cache"] == "hit"
+    assert not ApiToken.objects.filter(user=user).exists()
+
+
 def test_a_token_is_refused_once_it_expires_even_where_a_hit_was_cached(flushed_redis):
     # given: tokens that live 3 s on this replica (API_TOKEN_TTL), from a sign-up and a login
     # there (the replica hashes passwords its own way, not as the tests' settings do)
