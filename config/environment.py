@@ -1,5 +1,7 @@
 """Reading environment variables strictly: django-environ's `Env`, with a bad value an error."""
 
+from datetime import timedelta
+
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -53,3 +55,11 @@ class StrictEnv(environ.Env):
         if cast is list:
             return [item.strip() for item in value.split(",") if item.strip()]
         return super().parse_value(value, cast)
+
+    def seconds(self, var: str, *, default: int) -> timedelta:
+        """A positive whole number of seconds, as a `timedelta`: 0 or less is an error, since a
+        duration of nothing (a token that expires as it is issued) is never what was meant."""
+        value = self.int(var, default=default)
+        if value < 1:
+            raise ImproperlyConfigured(f"{var} must be a positive number of seconds, not {value}")
+        return timedelta(seconds=value)

@@ -14,7 +14,7 @@ ERROR_SCHEMA = {
 REASONS = {
     "304": "Not modified: the `If-None-Match` ETag is current (no body)",
     "400": "Bad input; the body names each bad field or query parameter",
-    "401": "No token, or an unknown one",
+    "401": "No token, or an unknown, expired or revoked one",
     "404": "No such resource for this user",
     "405": "Method not allowed",
     "409": "Conflict with the resource's state",
@@ -25,15 +25,18 @@ REASONS = {
     "429": "Over a rate limit; `Retry-After` says when to retry",
 }
 
-PUBLIC_PATHS = ("/api/auth/",)
+# Sign-up and login take no token; logout does.
+PUBLIC_PATHS = ("/api/auth/register", "/api/auth/token")
 
 
-def error_codes(path: str, method: str) -> list[str]:
+def error_codes(path: str, method: str, has_body: bool = True) -> list[str]:
     codes = ["429"]
     if not path.startswith(PUBLIC_PATHS):
         codes.append("401")
     if method in {"post", "put", "patch"}:
-        codes += ["400", "413", "415"]
+        # A bad Content-Length is a 400 and a huge one a 413 on any path; only an operation
+        # that reads a body can find it is not JSON.
+        codes += ["400", "413", "415"] if has_body else ["400", "413"]
     if method == "get" and not path.endswith("/download/"):
         codes.append("400")  # query parameters
     if "{id}" in path:
@@ -55,7 +58,7 @@ def add_error_responses(result, generator, request, public):
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            for code in error_codes(path, method):
+            for code in error_codes(path, method, "requestBody" in operation):
                 if code in responses:
                     continue
                 if code == "304":

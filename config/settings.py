@@ -44,7 +44,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "todos",
@@ -303,6 +302,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+API_TOKEN_TTL = env.seconds("API_TOKEN_TTL", default=30 * 86_400)  # README "Accounts and tokens"
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Todo Scale API",

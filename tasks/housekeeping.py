@@ -1,4 +1,5 @@
-"""Housekeeping: expired idempotency keys, old exports and spent bookkeeping rows are deleted."""
+"""Housekeeping: expired idempotency keys and API tokens, old exports and spent bookkeeping rows
+are deleted."""
 
 import logging
 

@@ -11,11 +11,13 @@ pytest_plugins = ["tests.services"]
 
 
 def api_client_for(user) -> APIClient:
-    """An API client sending `Authorization: Token <key>` for `user`, as scripts do."""
+    """An API client sending `Authorization: Token <key>` for `user`, as scripts do; its token
+    (with the plain `.key`) is `client.token`."""
     token = TokenFactory(user=user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     client.user = user
+    client.token = token
     return client
 
 

@@ -1,5 +1,8 @@
 """The README's shell examples work as pasted: the Quick start and The API blocks, run in order
-with curl against a live server on the embedded default (SQLite), as `make run` serves it."""
+with curl against a live server on the embedded default (SQLite), as `make run` serves it.
+
+A line `NAME=$(curl ...)` keeps its output in the shell variable NAME, as it would in the shell
+of someone pasting the examples one after the other; the commands after it see `$NAME`."""
 
 import re
 import shutil
@@ -13,6 +16,8 @@ from tests.servers import clean_env, gunicorn, run_manage
 README = Path(__file__).resolve().parent.parent / "README.md"
 # A comment announcing an example, and the status it documents ("# create: 201, ...").
 DOCUMENTED_STATUS = re.compile(r":\s*([1-5][0-9]{2})\b")
+# A command whose output a variable keeps (`PHONE=$(curl ... | python3 -c ...)`).
+CAPTURE = re.compile(r"([A-Z][A-Z0-9_]*)=\$\((curl .*)\)")
 
 pytestmark = pytest.mark.skipif(not shutil.which("curl"), reason="the examples use curl")
 
@@ -26,8 +31,8 @@ def section(text: str, heading: str) -> str:
 
 
 def examples(markdown: str) -> list[tuple[str, str]]:
-    """(comment, command) for every curl command of the ```sh blocks, in order; a command's
-    comment is the nearest `#` line above it."""
+    """(comment, command) for every curl command of the ```sh blocks, in order, and for every
+    `NAME=$(curl ...)`; a command's comment is the nearest `#` line above it."""
     found = []
     for block in re.findall(r"```sh\n(.*?)```", markdown, flags=re.S):
         comment = ""
@@ -35,7 +40,7 @@ def examples(markdown: str) -> list[tuple[str, str]]:
             line = chunk.split("  #", 1)[0].strip()
             if chunk.strip().startswith("#"):
                 comment = chunk.strip()
-            elif line.startswith("curl "):
+            elif line.startswith("curl ") or CAPTURE.fullmatch(line):
                 found.append((comment, line))
     return found
 
@@ -56,13 +61,28 @@ def test_the_readme_examples_answer_as_documented(tmp_path):
     steps = examples(section(text, "## Quick start")) + examples(section(text, "## The API"))
     assert len(steps) >= 12, steps
 
+    variables = {"TOKEN": token}
     with gunicorn(env) as server:
         for comment, command in steps:
-            # when: the command as written, against this server, with the status appended
             command = command.replace("http://127.0.0.1:8000", server.base)
+            if capture := CAPTURE.fullmatch(command):
+                # when: a variable keeps the command's output, for the commands after it
+                name = capture.group(1)
+                run = subprocess.run(
+                    ["bash", "-c", f'{command} && printf %s "${name}"'],
+                    env={**env, **variables},
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                assert run.returncode == 0, (comment, command, run.stderr)
+                assert run.stdout, (comment, command, run.stderr)
+                variables[name] = run.stdout
+                continue
+            # when: the command as written, against this server, with the status appended
             run = subprocess.run(
                 ["bash", "-c", command.replace("curl ", "curl -w '\\n%{http_code}' ", 1)],
-                env={**env, "TOKEN": token},
+                env={**env, **variables},
                 capture_output=True,
                 text=True,
                 timeout=30,

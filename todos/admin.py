@@ -1,4 +1,5 @@
-"""Django admin for operators: find, filter and bulk-edit todos at any table size."""
+"""Django admin for operators: find, filter and bulk-edit todos at any table size; look at and
+revoke API tokens."""
 
 import json
 
@@ -9,7 +10,7 @@ from django.db import OperationalError, connections, transaction
 from django.utils.functional import cached_property
 
 from todos import services
-from todos.models import Export, OutboxMessage, Todo
+from todos.models import ApiToken, Export, OutboxMessage, Todo
 
 
 class EstimatedCountPaginator(Paginator):
@@ -196,6 +197,23 @@ class ExportAdmin(ReadOnlyAdmin):
     search_fields = ("owner__username",)
     ordering = ("-id",)
     exclude = ("todo_url_prefix",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """API tokens, as digests: nothing here authenticates. Deleting one revokes it at once on
+    every replica (todos/cache.py); a new token comes from a login or `create_api_user`, since
+    its key can be shown only to whoever asked for it."""
+
+    list_display = ("id", "user", "name", "created", "expires_at")
+    list_filter = (("expires_at", DateFieldListFilter),)
+    list_select_related = ("user",)
+    raw_id_fields = ("user",)
+    search_fields = ("user__username",)
+    ordering = ("-id",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER

@@ -1,4 +1,4 @@
-"""Token authentication that never reads a token from a standby.
+"""Token authentication by the key's digest, that never reads a token from a standby.
 
 The user is unknown until the token is looked up, so their read-your-writes mark cannot be
 consulted yet; and a token issued a millisecond ago, on any web replica, must already work. So
@@ -14,19 +14,24 @@ from rest_framework.authentication import TokenAuthentication
 
 from config.edge import response_cache
 from config.edge.gateway import bearer_token
+from todos.models import ApiToken
 
 
 class PrimaryTokenAuthentication(TokenAuthentication):
-    """DRF's `TokenAuthentication`, trusting the gateway's resolution of the token, else reading
-    the token and its user from the primary in one query.
+    """DRF's `TokenAuthentication` (the `Authorization: Token <key>` header), looking the token
+    up by the SHA-256 of its key (`todos.ApiToken`), trusting the gateway's resolution of it,
+    else reading the token and its user from the primary in one query.
 
     The gateway resolves a token only through the `tok:` mapping, which is written only after
-    this class authenticated the token against the primary, and replaced by a tombstone that
-    is never overwritten the moment the token is deleted or its user deactivated
-    (todos/cache.py, config/edge/response_cache.py). A mapping therefore stands for a token that
-    exists and an active user, as the query would. The user then carries only its id; any other
-    field is loaded on first use (Django's deferred fields): the API itself needs only the id.
+    this class authenticated the token against the primary, expires with the token, and is
+    replaced by a tombstone that is never overwritten the moment the token is deleted or its
+    user deactivated (todos/cache.py, config/edge/response_cache.py). A mapping therefore stands
+    for a token that exists, has not expired, and an active user, as the query would. The user
+    then carries only its id; any other field is loaded on first use (Django's deferred
+    fields): the API itself needs only the id.
     """
+
+    model = ApiToken
 
     def authenticate(self, request):
         self.meta = request.META
@@ -34,21 +39,25 @@ class PrimaryTokenAuthentication(TokenAuthentication):
 
     def authenticate_credentials(self, key):
         meta = getattr(self, "meta", {})
+        digest = response_cache.token_digest(key)
         gate = meta.get("todo_scale.gate")
         if gate is not None and gate.user_id is not None and bearer_token(meta) == key:
-            return self.resolved(key, gate.user_id)
-        model = self.get_model()
+            return self.resolved(digest, gate.user_id)
         try:
-            token = model.objects.using(DEFAULT_DB_ALIAS).select_related("user").get(key=key)
-        except model.DoesNotExist:
+            token = (
+                ApiToken.objects.using(DEFAULT_DB_ALIAS).select_related("user").get(digest=digest)
+            )
+        except ApiToken.DoesNotExist:
             raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
+        if token.expired():
+            raise exceptions.AuthenticationFailed(_("Token expired."))
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         if response_cache.gate_enabled():
             # Teach the gateway this token, so the next request needs no query for it.
-            response_cache.token_remember(token.key, token.user_id)
+            response_cache.token_remember(digest, token.user_id, token.expires_at)
         return (token.user, token)
 
-    def resolved(self, key: str, user_id: int):
+    def resolved(self, digest: str, user_id: int):
         user = get_user_model().from_db(DEFAULT_DB_ALIAS, ["id"], [user_id])
-        return (user, self.get_model()(key=key, user=user))
+        return (user, ApiToken(digest=digest, user=user))

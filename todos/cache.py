@@ -18,14 +18,15 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpResponse
+from django.utils import timezone
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.edge import response_cache
 from config.edge.http_cache import CachedResponse
 from config.replicas import read_routing, sticking
+from todos.models import ApiToken
 
 # How long a request waits for another request that is computing the same entry before it
 # computes the entry itself (seconds), and how often it looks.
@@ -130,18 +131,22 @@ class CachedReadMixin:
 # the token does. Connected when the app is ready (todos/apps.py).
 
 
-@receiver(post_delete, sender=Token)
-def token_deleted(sender, instance: Token, **kwargs) -> None:
-    if response_cache.gate_enabled():
+@receiver(post_delete, sender=ApiToken)
+def token_deleted(sender, instance: ApiToken, **kwargs) -> None:
+    # An expired token's mapping expired with it (config/edge/response_cache.token_remember):
+    # housekeeping's purge of expired tokens writes no tombstones.
+    if response_cache.gate_enabled() and not instance.expired():
+        digest = instance.digest
         # Now and after commit: a gateway must not resolve it in between, nor refill it from a
         # request that authenticated just before the delete committed.
-        response_cache.token_forget(instance.key)
-        transaction.on_commit(lambda: response_cache.token_forget(instance.key))
+        response_cache.token_forget(digest)
+        transaction.on_commit(lambda: response_cache.token_forget(digest))
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def user_saved(sender, instance, **kwargs) -> None:
     if response_cache.gate_enabled() and not instance.is_active:
-        for key in Token.objects.filter(user=instance).values_list("key", flat=True):
-            response_cache.token_forget(key)
-            transaction.on_commit(lambda key=key: response_cache.token_forget(key))
+        live = ApiToken.objects.filter(user=instance, expires_at__gt=timezone.now())
+        for digest in live.values_list("digest", flat=True):
+            response_cache.token_forget(digest)
+            transaction.on_commit(lambda digest=digest: response_cache.token_forget(digest))

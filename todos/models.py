@@ -1,11 +1,13 @@
-"""The Todo model: one row per item, always owned by one user; and the rows of deferred work
-(outbox, exports, statistics) that hang off it."""
+"""The Todo model: one row per item, always owned by one user; the rows of deferred work
+(outbox, exports, statistics) that hang off it; and the API tokens users authenticate with."""
 
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
+from config.edge.response_cache import token_digest
 from config.request_id import MAX_LENGTH as REQUEST_ID_MAX_LENGTH
 from config.tracing import TRACEPARENT_MAX_LENGTH, TRACESTATE_MAX_LENGTH
 
@@ -217,3 +219,57 @@ class UserStats(models.Model):
 
     def __str__(self) -> str:
         return f"stats of {self.owner_id}"
+
+
+class ApiToken(models.Model):
+    """An API token, kept only as the SHA-256 digest of its key (`token_digest`).
+
+    The key itself (`secrets.token_hex(32)`, `Authorization: Token <key>`) is shown once, in the
+    answer that issued it, and stored nowhere: a database dump authenticates nobody. Lookup is
+    by digest, one indexed query, and the gateway's Redis mapping is keyed by the same digest
+    (config/edge/response_cache.py). A user has one token per login, each refused from
+    `expires_at` on (`API_TOKEN_TTL` after issue) or once deleted (logout, logout-all, the
+    admin); todos/cache.py tells the gateways of a delete at once.
+
+    A model of its own rather than django-rest-knox (README "Accounts and tokens"): knox looks a
+    token up by a prefix of the key kept in plain text, then compares a digest made by the hash
+    its own settings name (SHA-512), and deletes expired tokens inside authentication; the
+    gateway, which imports no app and resolves a token with one Redis GET, would have to copy
+    that scheme, and PrimaryTokenAuthentication (primary reads, trusting the gateway) would
+    replace knox's authentication class anyway. What is left of knox here is a model and two
+    views. No `last_used` either: the gateway answers most requests without Django, so it
+    would be wrong, or a write per request.
+    """
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    # What the client called it, for operators ("create_api_user", "migrated"); may be empty.
+    name = models.CharField(max_length=100, blank=True)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+
+    # The plain key, on the instance that issued it only (`for_key`): never a column.
+    key: str | None = None
+
+    class Meta:
+        ordering = ("-created", "-id")
+        indexes = [
+            # Housekeeping deletes tokens that have expired. Logout-all finds a user's tokens
+            # by the foreign key's own index.
+            models.Index(fields=["expires_at"], name="api_token_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token {self.pk} of user {self.user_id}"
+
+    @classmethod
+    def for_key(cls, key: str, **fields) -> "ApiToken":
+        """An unsaved token for `key`: its digest, and the key kept on this instance only."""
+        token = cls(digest=token_digest(key), **fields)
+        token.key = key
+        return token
+
+    def expired(self, now=None) -> bool:
+        return self.expires_at <= (now or timezone.now())

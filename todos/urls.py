@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from todos.accounts import RegisterView, TokenView
+from todos.accounts import LogoutAllView, LogoutView, RegisterView, TokenView
 from todos.exports import ExportViewSet
 from todos.stats import StatsView
 from todos.views import TodoViewSet
@@ -25,6 +25,8 @@ urlpatterns = [
     ),
     re_path(r"^auth/register/?$", RegisterView.as_view(), name="auth-register"),
     re_path(r"^auth/token/?$", TokenView.as_view(), name="auth-token"),
+    re_path(r"^auth/logout/?$", LogoutView.as_view(), name="auth-logout"),
+    re_path(r"^auth/logout-all/?$", LogoutAllView.as_view(), name="auth-logout-all"),
     re_path(r"^exports/?$", export_list, name="export-list"),
     re_path(rf"^exports/{EXPORT_ID}/?$", export_detail, name="export-detail"),
     re_path(rf"^exports/{EXPORT_ID}/download/?$", export_download, name="export-download"),

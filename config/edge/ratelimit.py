@@ -18,7 +18,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600}
-AUTH_PATHS = ("/api/auth/",)
+# Where a password is tried. Logout takes a token, so it is held to the user's limit.
+AUTH_PATHS = ("/api/auth/register", "/api/auth/token")
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,22 @@ def test_openapi_schema_and_docs_are_public(client: Client):
         "/api/todos/{id}/",
         "/api/auth/register/",
         "/api/auth/token/",
+        "/api/auth/logout/",
+        "/api/auth/logout-all/",
         "/api/exports/",
         "/api/exports/{id}/",
         "/api/exports/{id}/download/",
         "/api/stats/",
     }
     assert set(spec["paths"]["/api/todos/"]) == {"get", "post", "delete"}
+    for path in ("/api/auth/logout/", "/api/auth/logout-all/"):
+        # a POST without a body, with a token only: 204, or refused before it does anything
+        (operation,) = spec["paths"][path].values()
+        assert set(spec["paths"][path]) == {"post"}
+        assert "requestBody" not in operation
+        assert operation["security"] == [{"tokenAuth": []}]
+        assert set(operation["responses"]) == {"204", "400", "401", "413", "429"}
+    assert "401" not in spec["paths"]["/api/auth/token/"]["post"]["responses"]
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
 
@@ -115,6 +125,9 @@ def test_bad_boolean_variable_is_a_clear_configuration_error():
         ("TODO_PAGE_SIZE", "1.5", "must be an integer, not '1.5'"),
         ("REDIS_COOLDOWN", "5s", "must be a number, not '5s'"),
         ("LOG_FORMAT", "xml", "must be json or plain, not 'xml'"),
+        # A token lifetime of nothing would log every client out as it logs in.
+        ("API_TOKEN_TTL", "0", "must be a positive number of seconds, not 0"),
+        ("API_TOKEN_TTL", "30d", "must be an integer, not '30d'"),
     ],
 )
 def test_bad_typed_variable_stops_the_process_naming_it(variable, value, message):

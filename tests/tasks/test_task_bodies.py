@@ -16,7 +16,7 @@ from tasks.housekeeping import housekeeping_purge_task
 from tasks.models import TaskDelivery
 from tasks.reminders import reminders_scan_task
 from tasks.stats import stats_recompute_task
-from tests.factories import TodoFactory, UserFactory
+from tests.factories import TodoFactory, TokenFactory, UserFactory
 from todos import export_files, outbox, services
 from todos.models import (
     Export,
@@ -132,6 +132,8 @@ def test_housekeeping_deletes_what_expired_and_keeps_the_rest(user):
     OutboxMessage.objects.create(task_name="t")  # unsent rows are never deleted
     TaskDelivery.objects.create(task_id="a", retries=0, deliveries=1)
     TaskDelivery.objects.filter(task_id="a").update(created_at=now - timedelta(days=8))
+    TokenFactory(user=user, expires_at=now - timedelta(seconds=1))
+    live_token = TokenFactory(user=user)
 
     purged = housekeeping_purge_task.apply().get()
 
@@ -140,8 +142,10 @@ def test_housekeeping_deletes_what_expired_and_keeps_the_rest(user):
         "exports": 1,
         "outbox_messages": 1,
         "task_deliveries": 1,
+        "api_tokens": 1,
         "stuck_exports_failed": 1,
     }
+    assert list(user.api_tokens.values_list("digest", flat=True)) == [live_token.digest]
     assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["new"]
     assert Export.objects.count() == 2
     assert not ExportChunk.objects.exists()

@@ -5,14 +5,18 @@ really commits.
 """
 
 import threading
+from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.test import RequestFactory
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from django_redis import get_redis_connection
 
 from config.edge import response_cache
 from config.edge.http_cache import CachedResponse
-from tests.factories import TodoFactory
+from tests.conftest import api_client_for
+from tests.factories import TodoFactory, TokenFactory
 from todos import services
 from todos.cache import cached_or_computed
 from todos.models import Todo
@@ -172,7 +176,7 @@ def test_concurrent_misses_compute_once(user):
 
 
 def test_revoked_token_is_forgotten_at_once(api):
-    token = Token.objects.get(user=api.user)
+    token = api.token
     api.get("/api/todos")
     assert response_cache.gate(token.key, None, []).user_id == api.user.pk
 
@@ -183,7 +187,7 @@ def test_revoked_token_is_forgotten_at_once(api):
 
 
 def test_deactivated_user_tokens_are_forgotten(api):
-    token = Token.objects.get(user=api.user)
+    token = api.token
     api.get("/api/todos")
 
     api.user.is_active = False
@@ -200,6 +204,66 @@ def test_unknown_tokens_are_never_cached(db):
 
     assert client.get("/api/todos").status_code == 401
     assert response_cache.gate("no-such-token", None, []).user_id is None
+
+
+def token_ttl_ms(token) -> int:
+    """How long Redis keeps the token's `tok:` mapping (milliseconds; -2 when there is none)."""
+    return get_redis_connection("default").pttl(cache.make_key(f"tok:{token.digest}"))
+
+
+def test_the_mapping_expires_when_the_token_does(user):
+    api = api_client_for(user)
+    api.token.expires_at = timezone.now() + timedelta(seconds=30)
+    api.token.save()
+
+    assert api.get("/api/todos").status_code == 200
+
+    assert response_cache.gate(api.token.key, None, []).user_id == user.pk
+    assert 28_000 < token_ttl_ms(api.token) <= 30_000
+
+
+def test_a_long_lived_token_is_remembered_for_a_day_at_most(api):
+    api.get("/api/todos")
+
+    assert 86_000_000 < token_ttl_ms(api.token) <= 86_400_000
+
+
+def test_an_expired_token_is_refused_and_never_remembered(user):
+    api = api_client_for(user)
+    api.token.expires_at = timezone.now() - timedelta(seconds=1)
+    api.token.save()
+
+    response = api.get("/api/todos")
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token expired."}
+    assert token_ttl_ms(api.token) == -2
+
+
+def test_logout_and_logout_all_leave_tombstones(user):
+    phone, laptop, tablet = (api_client_for(user) for _ in range(3))
+    for client in (phone, laptop, tablet):
+        client.get("/api/todos")
+
+    assert phone.post("/api/auth/logout").status_code == 204
+
+    assert response_cache.gate(phone.token.key, None, []).user_id is None
+    assert response_cache.gate(laptop.token.key, None, []).user_id == user.pk
+
+    assert laptop.post("/api/auth/logout-all").status_code == 204
+
+    for client in (phone, laptop, tablet):
+        raw = get_redis_connection("default").get(cache.make_key(f"tok:{client.token.digest}"))
+        assert raw == response_cache.REVOKED.encode()
+        assert client.get("/api/todos").status_code == 401
+
+
+def test_purging_expired_tokens_writes_no_tombstones(user):
+    expired = TokenFactory(user=user, expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert services.housekeeping_purge(now=timezone.now())["api_tokens"] == 1
+
+    assert token_ttl_ms(expired) == -2
 
 
 def test_generation_survives_a_flush_without_reusing_old_values(user):
@@ -222,7 +286,7 @@ def test_the_gate_reads_the_users_read_your_writes_mark(api):
 
     from config.replicas import sticking
 
-    token = Token.objects.get(user=api.user)
+    token = api.token
     api.get("/api/todos")
     prefix = sticking.mark_key("")
     assert response_cache.gate(token.key, None, [], prefix).mark == ""

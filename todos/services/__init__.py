@@ -5,7 +5,13 @@ Every public name is re-exported here: callers write `from todos import services
 `services.todo_create(...)` whichever module holds the service.
 """
 
-from todos.services.accounts import UsernameTaken, user_register, user_token_issue
+from todos.services.accounts import (
+    UsernameTaken,
+    user_register,
+    user_token_issue,
+    user_token_revoke,
+    user_tokens_revoke,
+)
 from todos.services.exports import (
     EXPORT_BATCH_ROWS,
     export_build,
@@ -85,4 +91,6 @@ __all__ = [
     "todos_set_completed",
     "user_register",
     "user_token_issue",
+    "user_token_revoke",
+    "user_tokens_revoke",
 ]

@@ -1,11 +1,12 @@
-"""Housekeeping: delete the rows of deferred work once they expire, and fail stuck exports."""
+"""Housekeeping: delete the rows of deferred work and the API tokens once they expire, and fail
+stuck exports."""
 
 from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import QuerySet
 
-from todos.models import Export, IdempotencyKey, OutboxMessage
+from todos.models import ApiToken, Export, IdempotencyKey, OutboxMessage
 from todos.services.idempotency import IDEMPOTENCY_KEY_TTL
 
 # Exports are kept a week; idempotency keys for their TTL (todos/services/idempotency.py). Sent
@@ -21,8 +22,8 @@ PURGE_BATCH = 500
 
 
 def housekeeping_purge(*, now: datetime) -> dict[str, int]:
-    """Delete expired idempotency keys, old exports and sent outbox rows, and fail exports stuck
-    running; returns the counts. Idempotent: a second run finds nothing."""
+    """Delete expired idempotency keys and API tokens, old exports and sent outbox rows, and fail
+    exports stuck running; returns the counts. Idempotent: a second run finds nothing."""
     purged = {
         "idempotency_keys": rows_delete_in_batches(
             queryset=IdempotencyKey.objects.filter(created_at__lt=now - IDEMPOTENCY_KEY_TTL)
@@ -33,6 +34,8 @@ def housekeeping_purge(*, now: datetime) -> dict[str, int]:
         "outbox_messages": rows_delete_in_batches(
             queryset=OutboxMessage.objects.filter(sent_at__lt=now - OUTBOX_RETENTION)
         ),
+        # Refused since they expired; gone so that a login per script run does not pile up.
+        "api_tokens": rows_delete_in_batches(queryset=ApiToken.objects.filter(expires_at__lt=now)),
     }
     purged["stuck_exports_failed"] = Export.objects.filter(
         status=Export.Status.RUNNING, started_at__lt=now - EXPORT_STUCK_AFTER

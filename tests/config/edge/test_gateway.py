@@ -4,12 +4,11 @@ limits, and service without Redis."""
 import time
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 from deploy.local.redis import start_redis
 from tests.factories import TodoFactory, TokenFactory, UserFactory
 from tests.servers import gunicorn, replica_env
-from todos.models import Todo
+from todos.models import ApiToken, Todo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -192,7 +191,7 @@ def test_without_the_response_cache_the_gateway_still_authenticates_and_revokes_
         item = server.request("GET", f"/api/todos/{todo.id}", token=token)
         created = server.request("POST", "/api/todos", token=token, body={"title": "b"})
 
-        Token.objects.filter(key=token).delete()
+        ApiToken.objects.filter(user=user).delete()
         revoked = server.request("GET", "/api/todos", token=token)
 
     assert [reply.status for reply in replies] == [200, 200, 200]
@@ -222,9 +221,99 @@ def test_a_request_that_authenticated_before_a_revocation_cannot_bring_the_token
     user, token = alice
     with app_server(suite_redis(), TODO_RESPONSE_CACHE="false") as server:
         assert server.request("GET", "/api/todos", token=token).status == 200
-        Token.objects.filter(key=token).delete()
+        (row,) = ApiToken.objects.filter(user=user)
+        row.delete()
         # what a request that read the token from Postgres just before the delete writes late
-        response_cache.token_remember(token, user.pk)
+        response_cache.token_remember(row.digest, user.pk, row.expires_at)
         revoked = server.request("GET", "/api/todos", token=token)
 
     assert revoked.status == 401
+
+
+def listing_cached_for(server, token: str) -> str:
+    """GET the list twice with `token`; the second answer's X-Cache (a gateway hit, "hit")."""
+    server.request("GET", "/api/todos", token=token)
+    return server.request("GET", "/api/todos", token=token).headers["X-Cache"]
+
+
+def test_logout_is_refused_at_once_on_every_replica_even_where_a_hit_was_cached(
+    flushed_redis, alice
+):
+    # given: the user's list cached, and answered by the gateway for this token and another
+    user, token = alice
+    other_device = TokenFactory(user=user).key
+    TodoFactory(owner=user, title="a")
+    with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
+        assert listing_cached_for(two, token) == "hit"
+        assert listing_cached_for(two, other_device) == "hit"
+
+        # when
+        logout = one.request("POST", "/api/auth/logout", token=token)
+
+        # then: the very read that was a hit is refused, on both replicas; the entry is still
+        # there for the other device
+        refused = [server.request("GET", "/api/todos", token=token) for server in (two, one)]
+        kept = two.request("GET", "/api/todos", token=other_device)
+        again = one.request("POST", "/api/auth/logout/", token=token)
+
+    assert logout.status == 204
+    assert logout.body == b""
+    assert [reply.status for reply in refused] == [401, 401]
+    assert refused[0].json() == {"detail": "Invalid token."}
+    assert kept.status == 200
+    assert kept.headers["X-Cache"] == "hit"
+    assert again.status == 401
+    assert list(ApiToken.objects.filter(user=user).values_list("digest", flat=True)) == [
+        ApiToken.for_key(other_device).digest
+    ]
+
+
+def test_logout_all_refuses_every_token_of_the_user_at_once(flushed_redis, alice):
+    user, phone = alice
+    laptop = TokenFactory(user=user).key
+    bob = TokenFactory(user=UserFactory(username="bob")).key
+    TodoFactory(owner=user)
+    with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
+        assert {listing_cached_for(two, token) for token in (phone, laptop, bob)} == {"hit"}
+
+        logout_all = one.request("POST", "/api/auth/logout-all", token=laptop)
+
+        after = {
+            name: two.request("GET", "/api/todos", token=token)
+            for name, token in [("phone", phone), ("laptop", laptop), ("bob", bob)]
+        }
+        on_one = one.request("GET", "/api/todos", token=phone)
+
+    assert logout_all.status == 204
+    assert after["phone"].status == after["laptop"].status == on_one.status == 401
+    assert after["bob"].status == 200
+    assert after["bob"].headers["X-Cache"] == "hit"
+    assert not ApiToken.objects.filter(user=user).exists()
+
+
+def test_a_token_is_refused_once_it_expires_even_where_a_hit_was_cached(flushed_redis):
+    # given: tokens that live 3 s on this replica (API_TOKEN_TTL), from a sign-up and a login
+    # there (the replica hashes passwords its own way, not as the tests' settings do)
+    credentials = {"username": "carol", "password": "correct-horse-battery"}
+    with app_server(flushed_redis.url, API_TOKEN_TTL="3") as server:
+        signup = server.request("POST", "/api/auth/register", body=credentials)
+        token = signup.json()["token"]
+        server.request("POST", "/api/todos", token=token, body={"title": "a"})
+        cached = listing_cached_for(server, token)
+        row = ApiToken.objects.get(user__username="carol")
+
+        # when: the expiry passes
+        time.sleep(max(row.expires_at.timestamp() - time.time(), 0) + 0.2)
+        expired = server.request("GET", "/api/todos", token=token)
+        login = server.request("POST", "/api/auth/token", body=credentials)
+        fresh = server.request("GET", "/api/todos", token=login.json()["token"])
+
+    # then
+    assert signup.status == 201
+    assert cached == "hit"
+    assert (row.expires_at - row.created).total_seconds() == pytest.approx(3, abs=0.1)
+    assert expired.status == 401
+    assert expired.json() == {"detail": "Token expired."}
+    assert login.status == 200
+    assert fresh.status == 200
+    assert [todo["title"] for todo in fresh.json()] == ["a"]

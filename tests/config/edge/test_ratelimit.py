@@ -89,3 +89,17 @@ def test_a_refused_request_charges_no_other_limit():
     assert [v.allowed for v in verdicts] == [True, True, False, False, False, False]
     ip_only = ratelimit.limits_for(environ, None, configured)
     assert dict(_request(ip_only).headers)["X-RateLimit-Remaining"] == "7"
+
+
+def test_logins_are_held_to_the_auth_limit_and_logouts_to_the_users():
+    configured = {
+        scope: ratelimit.Rate.parse(scope, "10/minute") for scope in ("ip", "user", "auth")
+    }
+
+    def scopes(path: str) -> list[str]:
+        environ = {"PATH_INFO": path, "REMOTE_ADDR": "10.0.0.1"}
+        return [limit.scope for limit in ratelimit.limits_for(environ, "digest", configured)]
+
+    assert scopes("/api/auth/register") == scopes("/api/auth/token/") == ["ip", "auth"]
+    assert scopes("/api/auth/logout") == scopes("/api/auth/logout-all/") == ["ip", "user"]
+    assert scopes("/api/todos") == ["ip", "user"]

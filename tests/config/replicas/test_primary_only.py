@@ -75,7 +75,7 @@ def test_a_token_issued_a_moment_ago_works_while_replicas_lag(cluster, queries):
 
     # then: the lookup went to the primary, in one query with the user
     assert response.status_code == 200
-    token_queries = [sql for sql in ran.sql("default") if "authtoken_token" in sql]
+    token_queries = [sql for sql in ran.sql("default") if "todos_apitoken" in sql]
     assert len(token_queries) == 1
     assert "auth_user" in token_queries[0]
 

@@ -1,4 +1,8 @@
-"""`manage.py create_api_user NAME`: a user for a script or an operator, and its API token."""
+"""`manage.py create_api_user NAME`: a user for a script or an operator, and a new API token.
+
+Each run issues another token (valid for `API_TOKEN_TTL`; the earlier ones keep working until
+they expire or are revoked): the database keeps only digests, so no earlier key can be shown.
+"""
 
 import secrets
 
@@ -9,7 +13,7 @@ from todos.services import user_token_issue
 
 
 class Command(BaseCommand):
-    help = "Create (or find) user NAME and print its API token on stdout."
+    help = "Create (or find) user NAME and print a new API token of theirs on stdout."
 
     def add_arguments(self, parser):
         parser.add_argument("name")
@@ -24,7 +28,7 @@ class Command(BaseCommand):
         user.is_staff = user.is_staff or staff or superuser
         user.is_superuser = user.is_superuser or superuser
         user.save()
-        token = user_token_issue(user=user)
+        token = user_token_issue(user=user, name="create_api_user")
         verb = "created" if created else "exists"
-        self.stderr.write(f"user {name} {verb}; its token:")
+        self.stderr.write(f"user {name} {verb}; a new token:")
         self.stdout.write(token.key)
