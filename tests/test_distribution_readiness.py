@@ -96,10 +96,6 @@ SCHEMA_BLOCKERS = {
         "a foreign key between distributed tables without the distribution column",
         "FOREIGN KEY (owner_id, export_id) -> todos_export (owner_id, id)",
     ),
-    "todos_userstats: PRIMARY KEY (id)": (
-        "a primary key without owner_id (owner_id is only UNIQUE)",
-        "owner_id as the primary key: one row per owner already",
-    ),
 }
 
 # What would block distribution by owner in the API's statements, as "operation: statement"

@@ -201,8 +201,13 @@ class ExportChunk(models.Model):
 class UserStats(models.Model):
     """A user's completion statistics, recomputed from their todos by a task (`GET /api/stats`)."""
 
+    # The primary key: one row per owner, and the owner's id is the key a table distributed by
+    # owner (docs/scaling.md) must have in it.
     owner = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="todo_stats"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="todo_stats",
+        primary_key=True,
     )
     total = models.PositiveIntegerField(default=0)
     completed = models.PositiveIntegerField(default=0)
@@ -212,7 +217,7 @@ class UserStats(models.Model):
 
     class Meta:
         ordering = ("owner_id",)
-        # `GET /api/stats` reads by owner: the one-to-one's unique index serves it.
+        # `GET /api/stats` reads by owner: the primary key serves it.
         verbose_name_plural = "user stats"
 
     def __str__(self) -> str:
