@@ -111,8 +111,6 @@ CHUNK_OWNER = "owner_id on the chunks, in this statement"
 TASK_BY_ID = "the export's task knows only the export's id"
 TASK_OWNER = "the owner's id in the task's arguments, in this statement"
 QUERY_BLOCKERS = {
-    "PATCH /api/todos/{id}: UPDATE todos_todo WHERE id": (SAVE_BY_ID, UPDATE_BY_OWNER),
-    "PUT /api/todos/{id}: UPDATE todos_todo WHERE id": (SAVE_BY_ID, UPDATE_BY_OWNER),
     "POST /api/todos Idempotency-Key: UPDATE todos_idempotencykey WHERE id": (
         SAVE_BY_ID,
         UPDATE_BY_OWNER,

@@ -68,11 +68,18 @@ def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
     unknown = set(changes) - set(writable)
     if unknown:
         raise ValueError(f"not writable: {sorted(unknown)}")
-    owner_ids = {todo.owner_id}
+    owner_id = todo.owner_id
     for field, value in changes.items():
         setattr(todo, field, value)
-    owner_ids.add(todo.owner_id)
-    todo.save(update_fields=[*changes, "updated_at"])
+    todo.updated_at = timezone.now()
+    owner_ids = {owner_id, todo.owner_id}
+    # The UPDATE names the owner as well as the id (`save()` names the id alone), so it stays
+    # on one owner's rows, as a table distributed by owner needs (docs/scaling.md).
+    updated = Todo.objects.filter(owner_id=owner_id, pk=todo.pk).update(
+        **{field: getattr(todo, field) for field in changes}, updated_at=todo.updated_at
+    )
+    if not updated:
+        raise Todo.DoesNotExist(f"todo {todo.pk} of owner {owner_id} is gone")
     todos_changed(owner_ids=owner_ids)
     if "completed" in changes or len(owner_ids) > 1:
         todo_completion_changed(owner_ids=owner_ids)
