@@ -100,8 +100,6 @@ SCHEMA_BLOCKERS = {
 
 # What would block distribution by owner in the API's statements, as "operation: statement"
 # (the statement's table and the columns its WHERE clause names), with why and the remedy.
-SAVE_BY_ID = "Model.save() updates by primary key alone"
-UPDATE_BY_OWNER = "an UPDATE filtered by owner and id"
 COLLECTOR_DELETE = "Django's deletion collector deletes by primary key alone"
 OWNER_DELETE = "a fast, owner-scoped DELETE (no related row for the collector to visit)"
 COLLECTOR_SET_NULL = "the collector's SET_NULL of the keys names only the todos"
@@ -111,10 +109,6 @@ CHUNK_OWNER = "owner_id on the chunks, in this statement"
 TASK_BY_ID = "the export's task knows only the export's id"
 TASK_OWNER = "the owner's id in the task's arguments, in this statement"
 QUERY_BLOCKERS = {
-    "POST /api/todos Idempotency-Key: UPDATE todos_idempotencykey WHERE id": (
-        SAVE_BY_ID,
-        UPDATE_BY_OWNER,
-    ),
     "DELETE /api/todos/{id}: DELETE todos_todo WHERE id": (COLLECTOR_DELETE, OWNER_DELETE),
     "DELETE /api/todos/{id}: UPDATE todos_idempotencykey WHERE todo_id": (
         COLLECTOR_SET_NULL,
