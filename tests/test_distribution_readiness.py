@@ -100,25 +100,11 @@ SCHEMA_BLOCKERS = {
 
 # What would block distribution by owner in the API's statements, as "operation: statement"
 # (the statement's table and the columns its WHERE clause names), with why and the remedy.
-COLLECTOR_DELETE = "Django's deletion collector deletes by primary key alone"
-OWNER_DELETE = "a fast, owner-scoped DELETE (no related row for the collector to visit)"
-COLLECTOR_SET_NULL = "the collector's SET_NULL of the keys names only the todos"
-OWNER_UNLINK = "unlink the owner's keys in the service, by owner (on_delete=DO_NOTHING)"
 NO_CHUNK_OWNER = "the chunks have no owner column to filter by"
 CHUNK_OWNER = "owner_id on the chunks, in this statement"
 TASK_BY_ID = "the export's task knows only the export's id"
 TASK_OWNER = "the owner's id in the task's arguments, in this statement"
 QUERY_BLOCKERS = {
-    "DELETE /api/todos/{id}: DELETE todos_todo WHERE id": (COLLECTOR_DELETE, OWNER_DELETE),
-    "DELETE /api/todos/{id}: UPDATE todos_idempotencykey WHERE todo_id": (
-        COLLECTOR_SET_NULL,
-        OWNER_UNLINK,
-    ),
-    "DELETE /api/todos: DELETE todos_todo WHERE id": (COLLECTOR_DELETE, OWNER_DELETE),
-    "DELETE /api/todos: UPDATE todos_idempotencykey WHERE todo_id": (
-        COLLECTOR_SET_NULL,
-        OWNER_UNLINK,
-    ),
     "POST /api/exports (after commit): UPDATE todos_export WHERE id, status": (
         TASK_BY_ID,
         TASK_OWNER,
