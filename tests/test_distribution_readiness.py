@@ -102,15 +102,7 @@ SCHEMA_BLOCKERS = {
 # (the statement's table and the columns its WHERE clause names), with why and the remedy.
 NO_CHUNK_OWNER = "the chunks have no owner column to filter by"
 CHUNK_OWNER = "owner_id on the chunks, in this statement"
-TASK_BY_ID = "the export's task knows only the export's id"
-TASK_OWNER = "the owner's id in the task's arguments, in this statement"
 QUERY_BLOCKERS = {
-    "POST /api/exports (after commit): UPDATE todos_export WHERE id, status": (
-        TASK_BY_ID,
-        TASK_OWNER,
-    ),
-    "POST /api/exports (after commit): SELECT todos_export WHERE id": (TASK_BY_ID, TASK_OWNER),
-    "POST /api/exports (after commit): UPDATE todos_export WHERE id": (TASK_BY_ID, TASK_OWNER),
     "POST /api/exports (after commit): DELETE todos_exportchunk WHERE export_id": (
         NO_CHUNK_OWNER,
         CHUNK_OWNER,
