@@ -186,6 +186,12 @@ class ExportChunk(models.Model):
     """One piece of an export's file; the file is the chunks' `data` concatenated by `index`."""
 
     export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="chunks")
+    # The export's owner, copied when the chunk is written: what every statement on the chunks
+    # is filtered by, so that they stay on one owner's rows (docs/scaling.md). No index of its
+    # own: the unique constraint below starts with it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     index = models.PositiveIntegerField()
     data = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -195,7 +201,9 @@ class ExportChunk(models.Model):
         ordering = ("export", "index")
         constraints = [
             # Also the index the download reads an export's chunks in order with.
-            models.UniqueConstraint(fields=["export", "index"], name="export_chunk_index")
+            models.UniqueConstraint(
+                fields=["owner", "export", "index"], name="export_chunk_owner_index"
+            )
         ]
 
     def __str__(self) -> str:

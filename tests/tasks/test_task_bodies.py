@@ -107,7 +107,7 @@ def test_an_export_message_without_its_owner_is_still_built(user):
 
     export.refresh_from_db()
     assert (export.status, export.todo_count) == ("done", 2)
-    assert ExportChunk.objects.filter(export=export).exists()
+    assert ExportChunk.objects.filter(owner=user, export=export).exists()
 
 
 def test_an_export_message_naming_another_owner_builds_nothing(user, other_user):
@@ -145,7 +145,7 @@ def test_housekeeping_deletes_what_expired_and_keeps_the_rest(user):
     )
     IdempotencyKey.objects.filter(pk=old_key.pk).update(created_at=now - timedelta(hours=25))
     old_export = Export.objects.create(owner=user, format="json", todo_url_prefix="x")
-    ExportChunk.objects.create(export=old_export, index=0, data=b"[]")
+    ExportChunk.objects.create(owner=user, export=old_export, index=0, data=b"[]")
     Export.objects.filter(pk=old_export.pk).update(created_at=now - timedelta(days=8))
     Export.objects.create(owner=user, format="json", todo_url_prefix="x")
     stuck = Export.objects.create(owner=user, format="csv", todo_url_prefix="x", status="running")

@@ -94,7 +94,7 @@ def export_build(
     export = _export_rows(export_id=export_id, owner_id=owner_id).select_for_update().get()
     if export.status != Export.Status.RUNNING:
         return None
-    ExportChunk.objects.filter(export=export).delete()
+    ExportChunk.objects.filter(owner_id=export.owner_id, export=export).delete()
     exported = {"todos": 0}
     todos_from = committed_read_alias()
 
@@ -116,7 +116,7 @@ def export_build(
     )
     size = 0
     for index, data in enumerate(pieces):
-        ExportChunk.objects.create(export=export, index=index, data=data)
+        ExportChunk.objects.create(owner_id=export.owner_id, export=export, index=index, data=data)
         size += len(data)
     export.todo_count = exported["todos"]
     export.size_bytes = size
