@@ -29,6 +29,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from todos import services
+
 OWNER = "owner_id"
 
 DISTRIBUTED, REFERENCE, LOCAL = "distributed", "reference", "local"
@@ -92,8 +94,17 @@ SCHEMA_BLOCKERS = {
 
 # What would block distribution by owner in the API's statements, as "operation: statement"
 # (the statement's table and the columns its WHERE clause names), with why and the remedy.
-# None: every statement of the operations below names one owner.
-QUERY_BLOCKERS: dict[str, tuple[str, str]] = {}
+# The API's own operations have none: each of their statements names one owner.
+QUERY_BLOCKERS = {
+    "admin: move a todo to another owner: SELECT todos_todo WHERE id": (
+        "an operator's lookup by id alone: a SELECT ... FOR UPDATE over every shard",
+        "the admin passes the todo's owner with its id (it shows it on the page)",
+    ),
+    "admin: move a todo to another owner: UPDATE todos_todo SET owner_id": (
+        "a row's distribution column cannot change: it would have to move to another shard",
+        "the move as an INSERT under the new owner (same id) and a DELETE under the old one",
+    ),
+}
 
 
 # --- the schema, from the catalog ---------------------------------------------------------
@@ -220,6 +231,8 @@ def schema_blockers(keys: list[Key], owners: dict[str, bool]) -> dict[str, str]:
 STRING = re.compile(r"(?:\bE)?'(?:[^']|'')*'")
 TABLE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"(\w+)"')
 INSERT_COLUMNS = re.compile(r'^INSERT INTO "(\w+)"\s*\(([^)]*)\)')
+ASSIGNMENTS = re.compile(r'^UPDATE "(\w+)" SET (.*?) WHERE ')
+OWNER_SET = re.compile(rf'(?:^|, )"{OWNER}" = ')
 # Where a WHERE clause ends, at the statement's own level.
 CLAUSE_END = re.compile(
     r"\b(?:ORDER BY|GROUP BY|HAVING|LIMIT|OFFSET|FOR UPDATE|FOR NO KEY|"
@@ -340,6 +353,9 @@ class Statement:
             if len(values) < tables.count(table) or not values:
                 found[self.describe(table)] = f"no top-level {OWNER} = <one owner> on {table}"
             owners.update(values)
+            assigned = ASSIGNMENTS.match(self.sql)
+            if assigned and assigned.group(1) == table and OWNER_SET.search(assigned.group(2)):
+                found[f"{self.verb} {table} SET {OWNER}"] = "a distribution column never changes"
         if len(owners) > 1:
             found[f"{self.verb} across owners"] = "distributed tables pinned to different owners"
         return found
@@ -405,10 +421,10 @@ def test_the_schema_blocks_distribution_only_where_known():
 
 
 @pytest.mark.django_db
-def test_the_apis_statements_block_distribution_only_where_known(
-    api, django_capture_on_commit_callbacks
+def test_the_statements_block_distribution_only_where_known(
+    api, other_user, django_capture_on_commit_callbacks
 ):
-    operations = api_operations(api, django_capture_on_commit_callbacks)
+    operations = api_operations(api, other_user, django_capture_on_commit_callbacks)
     found = {}
     for operation, statements in operations.items():
         for sql in statements:
@@ -420,21 +436,28 @@ def test_the_apis_statements_block_distribution_only_where_known(
     assert set(found) == set(QUERY_BLOCKERS), report("statements", found, QUERY_BLOCKERS)
 
 
-def api_operations(api, capture_on_commit) -> dict[str, list[str]]:
-    """The API's main operations, run through DRF's client one by one: operation → the SQL of
-    its request, and separately the SQL of the work run after its commit (the outbox publish
-    and the tasks it runs, eagerly here: no broker is configured)."""
+def api_operations(api, other_user, capture_on_commit) -> dict[str, list[str]]:
+    """The API's main operations, run through DRF's client one by one, and the admin's move of
+    a todo to another owner: operation → the SQL of its request, and separately the SQL of the
+    work run after its commit (the outbox publish and the tasks it runs, eagerly here: no
+    broker is configured)."""
     captured: dict[str, list[str]] = {}
 
-    def run(label: str, method: str, path: str, body=None, status: int = 200, **headers):
+    def capture(label: str, action):
         with CaptureQueriesContext(connection) as queries, capture_on_commit(execute=True):
-            response = getattr(api, method)(path, body, format="json", **headers)
+            result = action()
             during = len(queries.captured_queries)
-        assert response.status_code == status, (label, response.status_code, response.content)
         sql = [query["sql"] for query in queries.captured_queries]
         captured[label] = sql[:during]
         if sql[during:]:
             captured[f"{label} (after commit)"] = sql[during:]
+        return result
+
+    def run(label: str, method: str, path: str, body=None, status: int = 200, **headers):
+        response = capture(
+            label, lambda: getattr(api, method)(path, body, format="json", **headers)
+        )
+        assert response.status_code == status, (label, response.status_code, response.content)
         return response
 
     due = "2031-01-02T03:04:05Z"
@@ -463,6 +486,10 @@ def api_operations(api, capture_on_commit) -> dict[str, list[str]]:
         HTTP_IF_MATCH=item["ETag"],
     )
     run("PUT /api/todos/{id}", "put", f"/api/todos/{todo['id']}", {"title": "a2"})
+    capture(
+        "admin: move a todo to another owner",
+        lambda: services.todo_operator_update(todo_id=todo["id"], changes={"owner": other_user}),
+    )
     created = run(
         "POST /api/todos Idempotency-Key",
         "post",
@@ -521,6 +548,11 @@ EXAMPLES = [
     (
         'UPDATE "todos_todo" SET "title" = \'x\' WHERE "todos_todo"."id" = 5',
         ["UPDATE todos_todo WHERE id"],
+    ),
+    (
+        'UPDATE "todos_todo" SET "owner_id" = 8 WHERE ("todos_todo"."owner_id" = 7'
+        ' AND "todos_todo"."id" = 5)',
+        ["UPDATE todos_todo SET owner_id"],
     ),
     ('DELETE FROM "todos_todo" WHERE "todos_todo"."owner_id" IN (7)', []),
     (
