@@ -229,15 +229,31 @@ def schema_blockers(keys: list[Key], owners: dict[str, bool]) -> dict[str, str]:
 # --- the statements, from the SQL text ----------------------------------------------------
 
 STRING = re.compile(r"(?:\bE)?'(?:[^']|'')*'")
-TABLE = re.compile(r'\b(?:FROM|JOIN|UPDATE|INTO)\s+"(\w+)"')
-INSERT_COLUMNS = re.compile(r'^INSERT INTO "(\w+)"\s*\(([^)]*)\)')
-ASSIGNMENTS = re.compile(r'^UPDATE "(\w+)" SET (.*?) WHERE ')
-OWNER_SET = re.compile(rf'(?:^|, )"{OWNER}" = ')
+# An identifier as Django quotes it ("todos_todo") or as hand-written SQL may not (todos_todo).
+NAME = r'"?(\w+)"?'
+# Words that may follow a table's name but are not an alias of it.
+NOT_ALIAS = (
+    r"WHERE|INNER|LEFT|RIGHT|FULL|CROSS|JOIN|ON|ORDER|GROUP|HAVING|LIMIT|OFFSET|SET|VALUES"
+    r"|FOR|RETURNING|UNION|USING|WINDOW|DEFAULT"
+)
+# A table reference and its alias, if any (`FROM "todos_todo" U0`, `JOIN auth_user AS u`).
+TABLE = re.compile(
+    rf"\b(?:FROM|JOIN|UPDATE|INTO)\s+{NAME}(?:\s+(?:AS\s+)?(?!(?:{NOT_ALIAS})\b){NAME})?",
+    re.IGNORECASE,
+)
+INSERT_COLUMNS = re.compile(rf"^INSERT INTO {NAME}\s*\(([^)]*)\)", re.IGNORECASE)
+ASSIGNMENTS = re.compile(r'^UPDATE "?(\w+)"?(?:\s+\w+)? SET (.*?) WHERE ', re.IGNORECASE)
+OWNER_SET = re.compile(rf'(?:^|, )"?{OWNER}"? = ')
+# A term that names a column: `"todos_todo"."owner_id" = 7`, `U0."id" IN (...)`, `owner_id = 7`.
+COLUMN_TERM = re.compile(rf"^(?:{NAME}\.)?{NAME}(?:\s|$)")
+OWNER_TERM = re.compile(rf"^(?:{NAME}\.)?\"?{OWNER}\"? (?:= (-?\d+)|IN \((-?\d+)\))$", re.I)
 # Where a WHERE clause ends, at the statement's own level.
 CLAUSE_END = re.compile(
     r"\b(?:ORDER BY|GROUP BY|HAVING|LIMIT|OFFSET|FOR UPDATE|FOR NO KEY|"
-    r"FOR SHARE|RETURNING|ON CONFLICT)\b"
+    r"FOR SHARE|RETURNING|ON CONFLICT)\b",
+    re.IGNORECASE,
 )
+AND, OR = re.compile(r"\bAND\b", re.IGNORECASE), re.compile(r"\bOR\b", re.IGNORECASE)
 
 
 def depths(text: str) -> list[int]:
@@ -269,9 +285,9 @@ def conjuncts(condition: str) -> list[str]:
     """The terms a condition ANDs together at its top level, nested ANDs flattened; a
     disjunction is one term (none of its parts holds for every row)."""
     condition = unwrap(condition)
-    if top_level(condition, re.compile(r"\bOR\b")):
+    if top_level(condition, OR):
         return [condition]
-    splits = top_level(condition, re.compile(r"\bAND\b"))
+    splits = top_level(condition, AND)
     if not splits:
         return [condition]
     parts, start = [], 0
@@ -283,7 +299,7 @@ def conjuncts(condition: str) -> list[str]:
 
 
 def where_clause(sql: str) -> str | None:
-    where = top_level(sql, re.compile(r"\bWHERE\b"))
+    where = top_level(sql, re.compile(r"\bWHERE\b", re.IGNORECASE))
     if not where:
         return None
     rest = sql[where[0].end() :]
@@ -303,28 +319,38 @@ class Statement:
     def verb(self) -> str:
         return self.sql.split(" ", 1)[0].upper()
 
+    def references(self) -> list[tuple[str, str | None]]:
+        """(table, alias or None) of every table the statement names."""
+        return [(match.group(1), match.group(2)) for match in TABLE.finditer(self.sql)]
+
     def tables(self) -> list[str]:
-        return TABLE.findall(self.sql)
+        return [table for table, _ in self.references()]
+
+    def _is(self, qualifier: str | None, table: str) -> bool:
+        """Whether a column qualified by `qualifier` (None: unqualified) is one of `table`'s:
+        its name or an alias of it, or no qualifier in a statement of that table alone."""
+        references = self.references()
+        if qualifier is None:
+            return len(references) == 1 and references[0][0] == table
+        return any(qualifier in (name, alias) for name, alias in references if name == table)
 
     def owner_values(self, table: str) -> list[str]:
         """The owners a top-level term of the WHERE clause pins `table` to (`= 7`, `IN (7)`)."""
-        where = where_clause(self.sql)
-        if where is None:
-            return []
-        owner = re.compile(rf'^"{table}"\."{OWNER}" (?:= (-?\d+)|IN \((-?\d+)\))$')
-        return [
-            match.group(1) or match.group(2)
-            for term in conjuncts(where)
-            if (match := owner.match(term))
-        ]
+        values = []
+        for term in conjuncts(where_clause(self.sql) or ""):
+            match = OWNER_TERM.match(term)
+            if match and self._is(match.group(1), table):
+                values.append(match.group(2) or match.group(3))
+        return values
 
     def filter_columns(self, table: str) -> list[str]:
-        where = where_clause(self.sql)
+        """The columns of `table` the top-level terms of the WHERE clause compare, in order; a
+        term of another kind (a disjunction, another table's column) is "(...)"."""
         columns = []
-        for term in conjuncts(where or ""):
-            column = re.match(rf'^"{table}"\."(\w+)"', term)
-            disjunction = top_level(unwrap(term), re.compile(r"\bOR\b"))
-            name = column.group(1) if column and not disjunction else "(...)"
+        for term in conjuncts(where_clause(self.sql) or ""):
+            column = COLUMN_TERM.match(term)
+            simple = column and not top_level(unwrap(term), OR)
+            name = column.group(2) if simple and self._is(column.group(1), table) else "(...)"
             if name not in columns:
                 columns.append(name)
         return columns
@@ -345,7 +371,10 @@ class Statement:
         for table in distributed:
             if self.verb == "INSERT":
                 insert = INSERT_COLUMNS.match(self.sql)
-                if insert and insert.group(1) == table and f'"{OWNER}"' in insert.group(2):
+                columns = (
+                    [c.strip().strip('"') for c in insert.group(2).split(",")] if insert else []
+                )
+                if insert and insert.group(1) == table and OWNER in columns:
                     continue
                 found[self.describe(table)] = f"an INSERT into {table} that names no owner"
                 continue
@@ -565,6 +594,27 @@ EXAMPLES = [
         ["INSERT todos_exportchunk without owner_id"],
     ),
     ('SELECT 1 FROM "auth_user" WHERE "auth_user"."id" = 1', []),
+    # Written by hand: unqualified, unquoted, lower case, aliased.
+    ('SELECT "title" FROM "todos_todo" WHERE "owner_id" = 7 AND "id" = 5', []),
+    ("select title from todos_todo where owner_id = 7 and id = 5", []),
+    ("select title from todos_todo where id = 5", ["SELECT todos_todo WHERE id"]),
+    ("insert into todos_todo (owner_id, title) values (7, 'a')", []),
+    (
+        'SELECT t."id" FROM "todos_todo" t JOIN "auth_user" u ON u."id" = t."owner_id"'
+        ' WHERE t."owner_id" = 7',
+        [],
+    ),
+    (
+        'SELECT 1 FROM "todos_todo" JOIN "auth_user" ON "auth_user"."id" = "todos_todo"."owner_id"'
+        ' WHERE "owner_id" = 7',
+        ["SELECT todos_todo WHERE (...)"],
+    ),
+    (
+        'SELECT 1 FROM "todos_todo" JOIN "todos_export" ON "todos_export"."owner_id" ='
+        ' "todos_todo"."owner_id" WHERE "todos_todo"."owner_id" = 7'
+        ' AND "todos_export"."owner_id" = 8',
+        ["SELECT across owners"],
+    ),
 ]
 
 
