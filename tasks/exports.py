@@ -17,11 +17,18 @@ class ExportTask(ReliableTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # The last word on a task that will not run again (retries spent, redelivery cap, time
         # limit): the client polling the export sees `failed` instead of waiting forever.
-        services.export_fail(export_id=kwargs["export_id"], error=f"{type(exc).__name__}: {exc}")
+        services.export_fail(
+            export_id=kwargs["export_id"],
+            owner_id=kwargs.get("owner_id"),
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 @shared_task(base=ExportTask, soft_time_limit=EXPORT_SOFT_TIME_LIMIT, time_limit=EXPORT_TIME_LIMIT)
-def export_run_task(export_id: int) -> None:
-    """Build the export's file. Idempotent: a duplicate finds it done (or building) and stops."""
-    if services.export_start(export_id=export_id):
-        services.export_build(export_id=export_id)
+def export_run_task(export_id: int, owner_id: int | None = None) -> None:
+    """Build the export's file. Idempotent: a duplicate finds it done (or building) and stops.
+
+    `owner_id` is the export's owner, for statements that name it; None in a message enqueued
+    before it was sent (the export is then found by its id alone)."""
+    if services.export_start(export_id=export_id, owner_id=owner_id):
+        services.export_build(export_id=export_id, owner_id=owner_id)

@@ -121,7 +121,10 @@ class ExportViewSet(viewsets.GenericViewSet):
         chunk_ids = selectors.export_chunk_ids(export=export)
         response = StreamingHttpResponse(
             # One chunk (about half a megabyte) in memory at a time, whatever the file's size.
-            (selectors.export_chunk_data(chunk_id=chunk_id) for chunk_id in chunk_ids),
+            (
+                selectors.export_chunk_data(owner_id=export.owner_id, chunk_id=chunk_id)
+                for chunk_id in chunk_ids
+            ),
             content_type=export_files.CONTENT_TYPES[export.format],
         )
         response["Content-Length"] = str(export.size_bytes)

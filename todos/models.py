@@ -63,7 +63,11 @@ class IdempotencyKey(models.Model):
     key = models.CharField(max_length=255)
     # SHA-256 of the canonical JSON body: the same key with another body is a client bug (422).
     fingerprint = models.CharField(max_length=64)
-    todo = models.ForeignKey(Todo, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Unlinked by the services that delete todos, by owner (todos/services/todos.py), before the
+    # todos go: Django's SET_NULL would update the keys by todo id alone, and Citus refuses
+    # ON DELETE SET NULL on a key that holds the distribution column (docs/scaling.md). The
+    # constraint is checked at commit, so a todo deleted without unlinking its key is refused.
+    todo = models.ForeignKey(Todo, null=True, on_delete=models.DO_NOTHING, related_name="+")
     response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -184,6 +188,12 @@ class ExportChunk(models.Model):
     """One piece of an export's file; the file is the chunks' `data` concatenated by `index`."""
 
     export = models.ForeignKey(Export, on_delete=models.CASCADE, related_name="chunks")
+    # The export's owner, copied when the chunk is written: what every statement on the chunks
+    # is filtered by, so that they stay on one owner's rows (docs/scaling.md). No index of its
+    # own: the unique constraint below starts with it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     index = models.PositiveIntegerField()
     data = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -193,7 +203,9 @@ class ExportChunk(models.Model):
         ordering = ("export", "index")
         constraints = [
             # Also the index the download reads an export's chunks in order with.
-            models.UniqueConstraint(fields=["export", "index"], name="export_chunk_index")
+            models.UniqueConstraint(
+                fields=["owner", "export", "index"], name="export_chunk_owner_index"
+            )
         ]
 
     def __str__(self) -> str:
@@ -203,8 +215,13 @@ class ExportChunk(models.Model):
 class UserStats(models.Model):
     """A user's completion statistics, recomputed from their todos by a task (`GET /api/stats`)."""
 
+    # The primary key: one row per owner, and the owner's id is the key a table distributed by
+    # owner (docs/scaling.md) must have in it.
     owner = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="todo_stats"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="todo_stats",
+        primary_key=True,
     )
     total = models.PositiveIntegerField(default=0)
     completed = models.PositiveIntegerField(default=0)
@@ -214,7 +231,7 @@ class UserStats(models.Model):
 
     class Meta:
         ordering = ("owner_id",)
-        # `GET /api/stats` reads by owner: the one-to-one's unique index serves it.
+        # `GET /api/stats` reads by owner: the primary key serves it.
         verbose_name_plural = "user stats"
 
     def __str__(self) -> str:

@@ -33,7 +33,10 @@ def test_post_answers_202_with_the_exports_url_and_a_worker_finishes_it(
         "download_url": None,
     }
     assert response["Location"] == body["url"]
-    assert OutboxMessage.objects.get().sent_at is not None
+    message = OutboxMessage.objects.get()
+    assert message.sent_at is not None
+    # The owner goes with the export's id, for the worker's statements to name.
+    assert message.kwargs == {"export_id": export.pk, "owner_id": api.user.pk}
     done = api.get(f"/api/exports/{export.pk}/").json()
     assert done["status"] == "done"
     assert done["finished_at"] is not None

@@ -35,7 +35,7 @@ def export_and_download(client, export_format: str) -> tuple[dict, bytes, str]:
     assert response["Location"] == created["url"]
     assert created["status"] in {"pending", "running", "done"}
     # The relay published it right after the commit: nothing waits for a poller.
-    assert OutboxMessage.objects.get(kwargs={"export_id": created["id"]}).sent_at is not None
+    assert OutboxMessage.objects.get(kwargs__export_id=created["id"]).sent_at is not None
 
     wait_for(
         lambda: Export.objects.filter(pk=created["id"], status__in=["done", "failed"]).exists(),

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from tasks.base import ReliableTask
+from tasks.exports import export_run_task
 from tasks.housekeeping import housekeeping_purge_task
 from tasks.models import TaskDelivery
 from tasks.reminders import reminders_scan_task
@@ -97,6 +98,28 @@ def test_unknown_export_format_is_a_programming_error():
         list(export_files.render(export_format="xml", batches=[], todo_url_prefix=""))
 
 
+def test_an_export_message_without_its_owner_is_still_built(user):
+    # As enqueued before the owner went with the export's id.
+    TodoFactory.create_batch(2, owner=user)
+    export = Export.objects.create(owner=user, format="json", todo_url_prefix="http://x/")
+
+    export_run_task.apply(kwargs={"export_id": export.pk})
+
+    export.refresh_from_db()
+    assert (export.status, export.todo_count) == ("done", 2)
+    assert ExportChunk.objects.filter(owner=user, export=export).exists()
+
+
+def test_an_export_message_naming_another_owner_builds_nothing(user, other_user):
+    export = Export.objects.create(owner=user, format="json", todo_url_prefix="http://x/")
+
+    export_run_task.apply(kwargs={"export_id": export.pk, "owner_id": other_user.pk})
+
+    export.refresh_from_db()
+    assert export.status == "pending"
+    assert not ExportChunk.objects.exists()
+
+
 def test_stats_are_recomputed_not_incremented(user):
     TodoFactory.create_batch(2, owner=user, completed=True)
     TodoFactory(owner=user)
@@ -122,7 +145,7 @@ def test_housekeeping_deletes_what_expired_and_keeps_the_rest(user):
     )
     IdempotencyKey.objects.filter(pk=old_key.pk).update(created_at=now - timedelta(hours=25))
     old_export = Export.objects.create(owner=user, format="json", todo_url_prefix="x")
-    ExportChunk.objects.create(export=old_export, index=0, data=b"[]")
+    ExportChunk.objects.create(owner=user, export=old_export, index=0, data=b"[]")
     Export.objects.filter(pk=old_export.pk).update(created_at=now - timedelta(days=8))
     Export.objects.create(owner=user, format="json", todo_url_prefix="x")
     stuck = Export.objects.create(owner=user, format="csv", todo_url_prefix="x", status="running")

@@ -18,7 +18,7 @@ def test_export_killed_mid_task_is_redelivered_and_written_once(owner_api, broke
     # given: an export of 10,000 todos, published to the broker before any worker runs
     seed_todos(owner_api.user, 10_000, varied=True)
     created = owner_api.post("/api/exports", {"format": "json"}, format="json").json()
-    message = OutboxMessage.objects.get(kwargs={"export_id": created["id"]})
+    message = OutboxMessage.objects.get(kwargs__export_id=created["id"])
     assert message.sent_at is not None
 
     # when: the first worker is killed (-9, the whole process group) while it builds the file

@@ -7,7 +7,7 @@ from tests.conftest import api_client_for
 from tests.factories import TodoFactory, UserFactory
 from todos import services
 from todos.admin import EstimatedCountPaginator
-from todos.models import Todo
+from todos.models import IdempotencyKey, Todo
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +59,31 @@ def test_bulk_actions_mark_completed_and_not_completed(operator_client):
         "/admin/todos/todo/", {"action": "mark_not_completed", "_selected_action": ids[:1]}
     )
     assert set(Todo.objects.filter(completed=True).values_list("pk", flat=True)) == {ids[1]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_delete_of_several_owners_todos_unlinks_their_idempotency_keys(operator_client):
+    owners = [UserFactory(username=name) for name in ("dave", "erin")]
+    clients = [api_client_for(owner) for owner in owners]
+    created = [
+        client.post("/api/todos", {"title": "t"}, format="json", HTTP_IDEMPOTENCY_KEY="k").json()
+        for client in clients
+    ]
+    kept = TodoFactory(owner=owners[0])
+
+    response = operator_client.post(
+        "/admin/todos/todo/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [todo["id"] for todo in created],
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302
+    assert list(Todo.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert list(IdempotencyKey.objects.values_list("todo_id", flat=True)) == [None, None]
+    assert [client.get("/api/todos").json() for client in clients][1] == []
 
 
 def test_paginator_falls_back_to_the_planner_estimate_when_counting_is_slow(monkeypatch):

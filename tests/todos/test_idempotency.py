@@ -68,6 +68,47 @@ def test_invalid_input_does_not_consume_the_key(api):
     assert IdempotencyKey.objects.count() == 1
 
 
+def test_deleting_the_todo_unlinks_its_key_which_still_answers_the_retry(api):
+    first = post(api, {"title": "pay rent"}, "key-1")
+    todo_id = first.json()["id"]
+    assert IdempotencyKey.objects.get().todo_id == todo_id
+
+    # committed: the key's foreign key is checked, so the key must have been unlinked
+    assert api.delete(f"/api/todos/{todo_id}").status_code == 204
+
+    assert IdempotencyKey.objects.get().todo_id is None
+    retry = post(api, {"title": "pay rent"}, "key-1")
+    assert retry.status_code == 201
+    assert retry.json() == first.json()
+    assert retry["Idempotent-Replayed"] == "true"
+    assert not Todo.objects.exists()
+
+
+def test_deleting_all_todos_unlinks_the_owners_keys_only(api, other_api):
+    post(api, {"title": "a"}, "key-a")
+    post(api, {"title": "b"}, "key-b")
+    kept = post(other_api, {"title": "c"}, "key-c").json()["id"]
+
+    assert api.delete("/api/todos").status_code == 204
+
+    assert dict(IdempotencyKey.objects.values_list("key", "todo_id")) == {
+        "key-a": None,
+        "key-b": None,
+        "key-c": kept,
+    }
+    assert list(Todo.objects.values_list("pk", flat=True)) == [kept]
+
+
+def test_deleting_a_user_deletes_their_keys_and_todos(api, other_api):
+    post(api, {"title": "a"}, "key-a")
+    kept = post(other_api, {"title": "b"}, "key-b").json()["id"]
+
+    api.user.delete()
+
+    assert list(IdempotencyKey.objects.values_list("key", "todo_id")) == [("key-b", kept)]
+    assert list(Todo.objects.values_list("pk", flat=True)) == [kept]
+
+
 @pytest.mark.parametrize("key", ["", "x" * 256, "naïve"])
 def test_a_malformed_key_is_400(api, key):
     response = post(api, {"title": "x"}, key)

@@ -20,16 +20,19 @@ def export_chunk_ids(*, export: Export) -> list[int]:
     """The primary keys of `export`'s chunks in file order, read where `export` was read."""
     return list(
         ExportChunk.objects.using(export._state.db)
-        .filter(export=export)
+        .filter(owner_id=export.owner_id, export=export)
         .order_by("index")
         .values_list("pk", flat=True)
     )
 
 
-def export_chunk_data(*, chunk_id: int) -> bytes:
-    """One chunk's bytes, from the primary (the download reads a finished export there)."""
+def export_chunk_data(*, owner_id: int, chunk_id: int) -> bytes:
+    """One chunk's bytes, from the primary (the download reads a finished export there); by
+    owner as well as id, like every read of the chunks (docs/scaling.md)."""
     data = (
-        ExportChunk.objects.using(DEFAULT_DB_ALIAS).values_list("data", flat=True).get(pk=chunk_id)
+        ExportChunk.objects.using(DEFAULT_DB_ALIAS)
+        .values_list("data", flat=True)
+        .get(owner_id=owner_id, pk=chunk_id)
     )
     return bytes(data)
 

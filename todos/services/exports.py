@@ -28,11 +28,21 @@ def export_create(*, owner: AbstractBaseUser, export_format: str, todo_url_prefi
     export = Export.objects.create(
         owner=owner, format=export_format, todo_url_prefix=todo_url_prefix
     )
-    outbox_enqueue(task=EXPORT_RUN_TASK, kwargs={"export_id": export.pk})
+    # The owner goes with the export's id, so that the worker's statements name the owner
+    # (`_export_rows`).
+    outbox_enqueue(task=EXPORT_RUN_TASK, kwargs={"export_id": export.pk, "owner_id": owner.pk})
     return export
 
 
-def export_start(*, export_id: int) -> bool:
+def _export_rows(*, export_id: int, owner_id: int | None):
+    """The export `export_id`, as a queryset: filtered by its owner too when the task knows it,
+    so the statement stays on one owner's rows (docs/scaling.md); a message enqueued before
+    the owner was sent with it has only the id."""
+    rows = Export.objects.filter(pk=export_id)
+    return rows if owner_id is None else rows.filter(owner_id=owner_id)
+
+
+def export_start(*, export_id: int, owner_id: int | None = None) -> bool:
     """Move an export to `running`; False if it is already done or failed (a duplicate task).
 
     A conditional UPDATE: it waits for a copy of the task that is building the export (and holds
@@ -40,9 +50,9 @@ def export_start(*, export_id: int) -> bool:
     """
     now = timezone.now()
     return bool(
-        Export.objects.filter(
-            pk=export_id, status__in=(Export.Status.PENDING, Export.Status.RUNNING)
-        ).update(status=Export.Status.RUNNING, started_at=now, updated_at=now)
+        _export_rows(export_id=export_id, owner_id=owner_id)
+        .filter(status__in=(Export.Status.PENDING, Export.Status.RUNNING))
+        .update(status=Export.Status.RUNNING, started_at=now, updated_at=now)
     )
 
 
@@ -56,7 +66,11 @@ EXPORT_LOG_EVERY = 50_000
 
 @transaction.atomic
 def export_build(
-    *, export_id: int, batch_rows: int = EXPORT_BATCH_ROWS, log_every: int = EXPORT_LOG_EVERY
+    *,
+    export_id: int,
+    owner_id: int | None = None,
+    batch_rows: int = EXPORT_BATCH_ROWS,
+    log_every: int = EXPORT_LOG_EVERY,
 ) -> Export | None:
     """Write a running export's file as chunks and mark it done; None if it is not running.
 
@@ -77,10 +91,10 @@ def export_build(
     Every `log_every` todos written, a progress line is logged; the owner's todos are counted
     for its total when the first is due, on the same database as the todos.
     """
-    export = Export.objects.select_for_update().get(pk=export_id)
+    export = _export_rows(export_id=export_id, owner_id=owner_id).select_for_update().get()
     if export.status != Export.Status.RUNNING:
         return None
-    ExportChunk.objects.filter(export=export).delete()
+    ExportChunk.objects.filter(owner_id=export.owner_id, export=export).delete()
     exported = {"todos": 0}
     todos_from = committed_read_alias()
 
@@ -102,13 +116,20 @@ def export_build(
     )
     size = 0
     for index, data in enumerate(pieces):
-        ExportChunk.objects.create(export=export, index=index, data=data)
+        ExportChunk.objects.create(owner_id=export.owner_id, export=export, index=index, data=data)
         size += len(data)
     export.todo_count = exported["todos"]
     export.size_bytes = size
     export.status = Export.Status.DONE
-    export.finished_at = timezone.now()
-    export.save(update_fields=["todo_count", "size_bytes", "status", "finished_at", "updated_at"])
+    export.finished_at = export.updated_at = timezone.now()
+    # By owner and id, not `save()` (the id alone).
+    Export.objects.filter(owner_id=export.owner_id, pk=export.pk).update(
+        todo_count=export.todo_count,
+        size_bytes=export.size_bytes,
+        status=export.status,
+        finished_at=export.finished_at,
+        updated_at=export.updated_at,
+    )
     progress.finished(exported["todos"])
     return export
 
@@ -159,11 +180,11 @@ class _ExportProgress:
         self.logged = todos
 
 
-def export_fail(*, export_id: int, error: str) -> bool:
+def export_fail(*, export_id: int, error: str, owner_id: int | None = None) -> bool:
     """Mark an export failed unless it already finished; True if this call marked it."""
     now = timezone.now()
     return bool(
-        Export.objects.filter(
-            pk=export_id, status__in=(Export.Status.PENDING, Export.Status.RUNNING)
-        ).update(status=Export.Status.FAILED, error=error[:2000], finished_at=now, updated_at=now)
+        _export_rows(export_id=export_id, owner_id=owner_id)
+        .filter(status__in=(Export.Status.PENDING, Export.Status.RUNNING))
+        .update(status=Export.Status.FAILED, error=error[:2000], finished_at=now, updated_at=now)
     )

@@ -55,7 +55,14 @@ def todo_create_idempotent(
     record.todo = todo
     record.response_status = 201
     record.response_body = _todo_body(todo, todo_url_prefix)
-    record.save(update_fields=["todo", "response_status", "response_body", "updated_at"])
+    record.updated_at = timezone.now()
+    # By owner and id, not `save()` (the id alone): one owner's rows (docs/scaling.md).
+    IdempotencyKey.objects.filter(owner=owner, pk=record.pk).update(
+        todo=todo,
+        response_status=record.response_status,
+        response_body=record.response_body,
+        updated_at=record.updated_at,
+    )
     return record, False
 
 

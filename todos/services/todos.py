@@ -16,7 +16,7 @@ from django.utils import timezone
 from config.edge.http_cache import match
 from todos.cache import todos_changed
 from todos.conditional import todo_etag
-from todos.models import Todo
+from todos.models import IdempotencyKey, Todo
 from todos.services.stats import todo_completion_changed
 
 # Fields a client may change; everything else (owner, id, timestamps) is set by the server.
@@ -71,11 +71,18 @@ def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
     unknown = set(changes) - set(writable)
     if unknown:
         raise ValueError(f"not writable: {sorted(unknown)}")
-    owner_ids = {todo.owner_id}
+    owner_id = todo.owner_id
     for field, value in changes.items():
         setattr(todo, field, value)
-    owner_ids.add(todo.owner_id)
-    todo.save(update_fields=[*changes, "updated_at"])
+    todo.updated_at = timezone.now()
+    owner_ids = {owner_id, todo.owner_id}
+    # The UPDATE names the owner as well as the id (`save()` names the id alone), so it stays
+    # on one owner's rows, as a table distributed by owner needs (docs/scaling.md).
+    updated = Todo.objects.filter(owner_id=owner_id, pk=todo.pk).update(
+        **{field: getattr(todo, field) for field in changes}, updated_at=todo.updated_at
+    )
+    if not updated:
+        raise Todo.DoesNotExist(f"todo {todo.pk} of owner {owner_id} is gone")
     todos_changed(owner_ids=owner_ids)
     if "completed" in changes or len(owner_ids) > 1:
         todo_completion_changed(owner_ids=owner_ids)
@@ -88,8 +95,25 @@ def todo_delete(*, todo: Todo) -> None:
 
 
 def _todo_remove(*, todo: Todo) -> None:
-    todo.delete()
+    _owner_todos_delete(owner_id=todo.owner_id, todo_ids=[todo.pk])
     todos_changed(owner_ids=[todo.owner_id])
+
+
+def _owner_todos_delete(*, owner_id: int, todo_ids: list[int] | None = None) -> int:
+    """Delete the todos `todo_ids` of `owner_id` (all of them with None); returns how many.
+
+    Every statement names the owner, so it stays on one owner's rows, as a table distributed by
+    owner needs (docs/scaling.md): the owner's idempotency keys are unlinked from the todos
+    first (the key's foreign key is DO_NOTHING for this), then the todos go in one DELETE,
+    which Django sends as it is because no related row is left for it to visit.
+    """
+    keys = IdempotencyKey.objects.filter(owner_id=owner_id, todo__isnull=False)
+    todos = Todo.objects.filter(owner_id=owner_id)
+    if todo_ids is not None:
+        keys, todos = keys.filter(todo_id__in=todo_ids), todos.filter(pk__in=todo_ids)
+    keys.update(todo=None)
+    deleted, _ = todos.delete()
+    return deleted
 
 
 @transaction.atomic
@@ -131,17 +155,26 @@ def todo_delete_checked(*, owner: AbstractBaseUser, todo_id: int, if_match: str 
 @transaction.atomic
 def todo_delete_all(*, owner: AbstractBaseUser) -> int:
     """Delete every todo of `owner`; returns how many were deleted."""
-    deleted, _ = Todo.objects.filter(owner=owner).delete()
+    deleted = _owner_todos_delete(owner_id=owner.pk)
     todos_changed(owner_ids=[owner.pk])
     return deleted
 
 
 @transaction.atomic
 def todos_delete(*, todos: QuerySet[Todo]) -> int:
-    """Delete every todo in `todos`, whoever owns them; returns how many were deleted."""
-    owner_ids = list(todos.values_list("owner_id", flat=True).distinct())
-    deleted, _ = todos.delete()
-    todos_changed(owner_ids=owner_ids)
+    """Delete every todo in `todos`, whoever owns them; returns how many were deleted.
+
+    Owner by owner (an operator's selection, a page of the admin at most), so that each
+    statement stays on one owner's rows like the API's own deletes.
+    """
+    ids_by_owner: dict[int, list[int]] = {}
+    for owner_id, todo_id in todos.order_by().values_list("owner_id", "pk"):
+        ids_by_owner.setdefault(owner_id, []).append(todo_id)
+    deleted = sum(
+        _owner_todos_delete(owner_id=owner_id, todo_ids=todo_ids)
+        for owner_id, todo_ids in sorted(ids_by_owner.items())
+    )
+    todos_changed(owner_ids=list(ids_by_owner))
     return deleted
 
 
