@@ -192,8 +192,7 @@ if REDIS_URL:
     }
 
 # After a Redis failure, skip Redis for this many seconds (config/edge/redis_breaker.py): a dead
-# Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
-# Redis is back.
+# Redis then costs one failed connect per worker per cool-down; caching resumes once it is back.
 REDIS_COOLDOWN = env.float("REDIS_COOLDOWN", default=5.0)
 # Rate-limit state (GCRA arrival times) lives in its own database of the cache's Redis, so
 # flushing or evicting the cache never resets a limit (and never the other way round).
@@ -327,7 +326,6 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Task results record failures only (below), in a Redis database of their own.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 
-
 # Cache, broker and results never share one Redis database: a full cache evicts keys, and a
 # queued task or a failure record must never be the key it evicts.
 refuse_shared_databases(
@@ -388,11 +386,10 @@ else:
     # the outbox marks a row sent only after that.
     # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
-# Prometheus endpoints of deferred work (tasks/metrics.py): the worker's task counts and run
-# times, and the outbox relay's backlog. Off unless set, so that two workers or relays on one
-# machine (`make worker` twice, the test suite) never fight over one fixed port; every deployment
-# here sets them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web
-# port 8000).
+# Prometheus endpoints of deferred work (tasks/metrics.py): the worker's task counts and run times,
+# and the outbox relay's backlog. Off unless set, so that two workers or relays on one machine
+# (`make worker` twice, the test suite) never fight over one fixed port; every deployment here sets
+# them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web port 8000).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 OUTBOX_METRICS_PORT = env.int("OUTBOX_METRICS_PORT", default=0)
 # Publish a request's outbox rows right after its commit (tasks/outbox.py, the fast path); off,
