@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.environment import StrictEnv
 from config.log_format import log_format, logging_config
 from config.redis_databases import refuse_shared_databases
+from config.transaction_pooling import for_transaction_pooling
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = StrictEnv()
@@ -153,6 +154,8 @@ DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
 DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
+if env.bool("DATABASE_TRANSACTION_POOLING", default=False):  # PgBouncer, pool_mode=transaction
+    DATABASES = for_transaction_pooling(DATABASES)
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA_URLS else []
 # Bytes of WAL a standby may be behind the primary before it is taken out: 16 MiB is one WAL
 # segment, far more than any burst of API writes, so only a standby that is really stuck (replay
