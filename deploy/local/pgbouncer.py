@@ -1,7 +1,7 @@
 """A private PgBouncer in transaction pooling mode on a free loopback port.
 
     python -m deploy.local.pgbouncer start --dir D --primary PORT/DBNAME [--standby PORT ...]
-                                           [--pool-size N] [--statement-timeout MS]
+                                           [--pool-size N] [--statement-timeout MS] [--port P]
     python -m deploy.local.pgbouncer status --dir D
     python -m deploy.local.pgbouncer stop --dir D
 
