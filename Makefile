@@ -103,7 +103,8 @@ relay: runtime ## publish outbox rows to the broker, also after an outage (needs
 	$(PY) manage.py outbox_relay
 
 # The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack/ does
-# the work. REPLICAS, PORT and STACK_DIR are read from the environment.
+# the work. REPLICAS, PORT, STACK_DIR and STACK_PGBOUNCER (1: PgBouncer in transaction mode in
+# front of Postgres) are read from the environment.
 stack: runtime ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT
 	$(PY) -m deploy.local.stack start
 

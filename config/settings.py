@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.environment import StrictEnv
 from config.log_format import log_format, logging_config
 from config.redis_databases import refuse_shared_databases
+from config.transaction_pooling import for_transaction_pooling
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = StrictEnv()
@@ -152,6 +153,8 @@ DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
 DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
+if env.bool("DATABASE_TRANSACTION_POOLING", default=False):  # PgBouncer, pool_mode=transaction
+    DATABASES = for_transaction_pooling(DATABASES)
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA_URLS else []
 # Bytes of WAL a standby may be behind the primary before it is taken out: 16 MiB is one WAL
 # segment, far more than any burst of API writes, so only a standby that is really stuck (replay
@@ -191,8 +194,7 @@ if REDIS_URL:
     }
 
 # After a Redis failure, skip Redis for this many seconds (config/edge/redis_breaker.py): a dead
-# Redis then costs one failed connect per worker per cool-down, and caching resumes soon after
-# Redis is back.
+# Redis then costs one failed connect per worker per cool-down; caching resumes once it is back.
 REDIS_COOLDOWN = env.float("REDIS_COOLDOWN", default=5.0)
 # Rate-limit state (GCRA arrival times) lives in its own database of the cache's Redis, so
 # flushing or evicting the cache never resets a limit (and never the other way round).
@@ -327,7 +329,6 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Task results record failures only (below), in a Redis database of their own.
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 
-
 # Cache, broker and results never share one Redis database: a full cache evicts keys, and a
 # queued task or a failure record must never be the key it evicts.
 refuse_shared_databases(
@@ -388,11 +389,10 @@ else:
     # the outbox marks a row sent only after that.
     # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.pyamqp.html
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
-# Prometheus endpoints of deferred work (tasks/metrics.py): the worker's task counts and run
-# times, and the outbox relay's backlog. Off unless set, so that two workers or relays on one
-# machine (`make worker` twice, the test suite) never fight over one fixed port; every deployment
-# here sets them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web
-# port 8000).
+# Prometheus endpoints of deferred work (tasks/metrics.py): the worker's task counts and run times,
+# and the outbox relay's backlog. Off unless set, so that two workers or relays on one machine
+# (`make worker` twice, the test suite) never fight over one fixed port; every deployment here sets
+# them (9808 and 9809: in the 9xxx range of Prometheus exporters, clear of the web port 8000).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 OUTBOX_METRICS_PORT = env.int("OUTBOX_METRICS_PORT", default=0)
 # Publish a request's outbox rows right after its commit (tasks/outbox.py, the fast path); off,

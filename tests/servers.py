@@ -42,14 +42,17 @@ def clean_env(**extra: str) -> dict:
 
 def replica_env(**extra: str) -> dict:
     """`clean_env` for a web replica on this test run's own database (the one pytest-django
-    made), with a secret key of the tests', plus `extra`."""
+    made), with a secret key of the tests', plus `extra` (which may give another DATABASE_URL:
+    a pooler in front of that database)."""
     from django.db import connection
 
     db = connection.settings_dict
     return clean_env(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        DJANGO_SECRET_KEY="test-secret-key-for-a-test-replica",
-        **extra,
+        **{
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "DJANGO_SECRET_KEY": "test-secret-key-for-a-test-replica",
+            **extra,
+        }
     )
 
 

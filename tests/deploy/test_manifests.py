@@ -28,6 +28,10 @@ KUBERNETES_VALIDATE = str(VENV_BIN / "kubernetes-validate")
 SHARED_MEMORY_DIR = "/dev/shm"  # noqa: S108 (gunicorn's heartbeat directory, not a temp file)
 
 K8S_MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+# The kustomize Components under deploy/k8s/ (PgBouncer): their resources and patches.
+K8S_COMPONENT_MANIFESTS = sorted(
+    p for p in K8S_DIR.glob("*/*.yaml") if p.name != "kustomization.yaml"
+)
 # Examples the kustomization leaves out on purpose (each file's header says why and how to use it).
 K8S_OPTIONAL = {"ingress.yaml", "prometheus-scrape.yaml"}
 # The oldest Kubernetes still commonly offered by managed clusters, and the newest the installed
@@ -97,7 +101,11 @@ def proxy_directives(config_text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
-@pytest.mark.parametrize("manifest", K8S_MANIFESTS, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "manifest",
+    K8S_MANIFESTS + K8S_COMPONENT_MANIFESTS,
+    ids=lambda p: p.relative_to(K8S_DIR).as_posix(),
+)
 def test_k8s_manifest_passes_strict_schema_validation(manifest, version):
     result = run([KUBERNETES_VALIDATE, "--strict", "-k", version, str(manifest)])
 

@@ -17,7 +17,9 @@ data is in a directory `start` makes under the system's temporary directory (TMP
 copies the services' logs into D/logs/ and removes it.
 
 Defaults come from the environment: STACK_DIR (`.stack` in the project), REPLICAS (3) and PORT
-(8000), so `make stack REPLICAS=5 PORT=9000` works as expected.
+(8000), so `make stack REPLICAS=5 PORT=9000` works as expected. STACK_PGBOUNCER=1 (`--pgbouncer`)
+puts one PgBouncer in transaction pooling mode (deploy/local/pgbouncer.py) between every Django
+process and Postgres, and sets DATABASE_TRANSACTION_POOLING=true for them.
 """
 
 from __future__ import annotations
@@ -33,8 +35,19 @@ from deploy.local._proc import ROOT, ServiceError
 from deploy.local.stack.processes import Stack
 from deploy.local.stack.restart import restart
 from deploy.local.stack.start import start
-from deploy.local.stack.status import print_status, scrape_targets, status
+from deploy.local.stack.status import pgbouncer_pools, print_status, scrape_targets, status
 from deploy.local.stack.teardown import down, remove_runtime_state
+
+
+def _flag(name: str) -> bool:
+    """A yes/no environment variable: unset or empty is no; a word other than these is an error
+    (a typo must not quietly start the other stack)."""
+    word = (os.environ.get(name) or "").strip().lower()
+    if word in {"", "0", "false", "no", "off"}:
+        return False
+    if word in {"1", "true", "yes", "on"}:
+        return True
+    raise ServiceError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {word!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     start_parser = sub.add_parser("start", help="start the whole stack in the background")
     start_parser.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS") or 3))
     start_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    start_parser.add_argument(
+        "--pgbouncer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="PgBouncer (transaction pooling) in front of Postgres (STACK_PGBOUNCER, default off)",
+    )
     status_parser = sub.add_parser("status", help="each process's pid, port and state; replication")
     status_parser.add_argument("--json", action="store_true", help="print one JSON document")
     sub.add_parser("restart", help="rolling restart of the web replicas, no failed request")
@@ -64,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         if args.command == "start":
-            start(stack, replicas=args.replicas, port=args.port)
+            pgbouncer = _flag("STACK_PGBOUNCER") if args.pgbouncer is None else args.pgbouncer
+            start(stack, replicas=args.replicas, port=args.port, pgbouncer=pgbouncer)
         elif args.command == "down":
             if not stack.state_path.exists() and not stack.leftovers():
                 print(f"no stack in {stack.dir}: nothing to stop")
@@ -87,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     "token": stack.state.get("token"),
                     "processes": status(stack),
                     "prometheus_targets": scrape_targets(stack),
+                    "pgbouncer_pools": pgbouncer_pools(stack),
                 }
                 print(json.dumps(document, indent=2))
             else:

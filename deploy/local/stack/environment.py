@@ -75,6 +75,8 @@ def app_env(stack_dir: Path, state: dict) -> dict[str, str]:
             "DJANGO_CSRF_TRUSTED_ORIGINS": origins,
             "DATABASE_URL": state["database_url"],
             "DATABASE_REPLICA_URLS": ",".join(state["replica_urls"]),
+            # Those URLs name PgBouncer in transaction mode when the stack runs one.
+            "DATABASE_TRANSACTION_POOLING": "true" if state.get("pgbouncer") else "false",
             # Cache in database 0, task failures in 1; rate limits keep their default, 2.
             "REDIS_URL": f"{state['redis_url']}/0",
             "CELERY_RESULT_BACKEND": f"{state['redis_url']}/1",

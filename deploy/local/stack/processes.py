@@ -30,6 +30,7 @@ from deploy.local._proc import (
 )
 from deploy.local.gunicorn import Gunicorn, http_status
 from deploy.local.nginx import Nginx, render_template
+from deploy.local.pgbouncer import PgBouncer
 from deploy.local.stack.environment import (
     DEFAULT_WEB_CONCURRENCY,
     LOGS,
@@ -111,6 +112,11 @@ class Stack:
 
     def app_env(self) -> dict[str, str]:
         return app_env(self.dir, self.state)
+
+    def pgbouncer(self) -> PgBouncer | None:
+        """The stack's PgBouncer, if it was started with one (STACK_PGBOUNCER=1)."""
+        directory = self.service_dir("pgbouncer")
+        return PgBouncer.load(directory) if PgBouncer.recorded_in(directory) else None
 
     # --- our processes -----------------------------------------------------------------------
     def owns(self, pid: int) -> bool:

@@ -2,7 +2,9 @@
 
 Postgres (a primary and one streaming standby), Redis and RabbitMQ come from the service
 launchers; on top of them N gunicorn replicas, nginx balancing over them, one Celery worker,
-exactly one beat, the outbox relay and Prometheus. A start that fails stops what it started.
+exactly one beat, the outbox relay and Prometheus. With `pgbouncer`, one PgBouncer in
+transaction mode stands between every Django process and Postgres (deploy/local/pgbouncer.py).
+A start that fails stops what it started.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from deploy.local._proc import ROOT, log_tail, run
 from deploy.local.celery_worker import beat_argv, relay_argv, worker_answers, worker_argv
 from deploy.local.gunicorn import http_status
+from deploy.local.pgbouncer import DEFAULT_STATEMENT_TIMEOUT, database_entries, start_pgbouncer
 from deploy.local.ports import free_ports, port_open
 from deploy.local.postgres import bindir, start_cluster
 from deploy.local.rabbitmq import start_rabbitmq
@@ -39,7 +42,7 @@ PROMETHEUS_TEMPLATE = ROOT / "deploy" / "prometheus" / "prometheus.local.yml.tem
 PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 
-def start(stack: Stack, *, replicas: int, port: int) -> None:
+def start(stack: Stack, *, replicas: int, port: int, pgbouncer: bool = False) -> None:
     began = time.monotonic()
     if stack.state_path.exists():
         raise StackError(f"{stack.dir} already holds a stack: run `make stack-down` first")
@@ -59,11 +62,12 @@ def start(stack: Stack, *, replicas: int, port: int) -> None:
         "port": port,
         "processes": {},
         "web": [],
+        "pgbouncer": pgbouncer,
     }
     # Recorded before anything starts, so that `down` finds and removes it whatever happens.
     stack.save()
     # The launchers keep their logs in a directory that exists before they start.
-    for name in ("postgres", "redis", "rabbitmq"):
+    for name in ("postgres", "redis", "rabbitmq", *(["pgbouncer"] if pgbouncer else [])):
         stack.service_dir(name).mkdir(exist_ok=True)
 
     print(f"Starting the stack in {stack.dir} ...", flush=True)
@@ -139,6 +143,19 @@ def _start_stores(stack: Stack) -> None:
     stack.state["replica_urls"] = [
         cluster.url(replica_port, DATABASE_NAME) for replica_port in cluster.replica_ports
     ]
+    if stack.state.get("pgbouncer"):
+        # Every Django process (migrate included) goes through it: one entry for the primary,
+        # one per standby, which sets the standbys' statement timeout (config/settings.py).
+        timeout = os.environ.get("DATABASE_REPLICA_STATEMENT_TIMEOUT") or DEFAULT_STATEMENT_TIMEOUT
+        entries = database_entries(
+            primary_port=cluster.primary_port,
+            dbname=DATABASE_NAME,
+            standby_ports=cluster.replica_ports,
+            statement_timeout=int(timeout),
+        )
+        bouncer = start_pgbouncer(stack.service_dir("pgbouncer"), entries)
+        stack.state["database_url"] = bouncer.primary_url
+        stack.state["replica_urls"] = bouncer.replica_urls
     stack.state["redis_url"] = start_redis(stack.service_dir("redis")).url
     stack.save()
 
@@ -227,12 +244,24 @@ def _print_summary(stack: Stack) -> None:
     custom = "" if stack.dir == (ROOT / ".stack") else f"STACK_DIR={stack.dir} "
     replicas = ", ".join(f"{web['name']} :{web['port']}" for web in stack.web())
     prometheus = state["processes"].get("prometheus")
+    bouncer = stack.pgbouncer()
     lines = [
         "",
         f"Todo Scale stack up in {state['started_in']} s  (state and logs in {stack.dir})",
         f"  data         {stack.data_dir}  (the services' data; removed by stack-down)",
         f"  API          {stack.url}/api/todos   (docs /api/docs, admin /admin)",
         f"  replicas     {replicas}  (nginx least_conn)",
+        *(
+            [
+                f"  PgBouncer    127.0.0.1:{bouncer.port}  (transaction pooling, at most "
+                f"{bouncer.pool_size} Postgres connections per database; the Django processes' "
+                "DATABASE_URLs)",
+                f"               psql -h 127.0.0.1 -p {bouncer.port} -U postgres pgbouncer "
+                "-c 'SHOW POOLS'",
+            ]
+            if bouncer
+            else []
+        ),
         "  Prometheus   "
         + (
             f"http://127.0.0.1:{prometheus['port']}  (targets /targets, alerts /alerts)"

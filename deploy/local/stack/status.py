@@ -1,5 +1,5 @@
-"""`stack status`: each process's pid, port and readiness, Prometheus' scrape targets, and the
-replication report."""
+"""`stack status`: each process's pid, port and readiness, Prometheus' scrape targets, PgBouncer's
+pools when the stack runs one, and the replication report."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+
+import psycopg
 
 from deploy.local._proc import ROOT
 from deploy.local.celery_worker import worker_answers
@@ -47,6 +49,9 @@ def _service_rows(stack: Stack) -> tuple[list[dict], bool]:
     if RedisServer.recorded_in(redis_dir):
         server = RedisServer.load(redis_dir)
         rows.append(_row("redis", server.pid, server.port, server.running, server.ping()))
+    bouncer = stack.pgbouncer()
+    if bouncer is not None:
+        rows.append(_row("pgbouncer", bouncer.pid, bouncer.port, bouncer.running, bouncer.ping()))
     rabbit_dir = stack.service_dir("rabbitmq")
     broker_up = False
     if RabbitMQNode.recorded_in(rabbit_dir):
@@ -116,6 +121,45 @@ def _print_targets(targets: list[dict] | None, prometheus_running: bool) -> bool
     return all(target["health"] != "down" for target in targets)
 
 
+def pgbouncer_pools(stack: Stack) -> list[dict] | None:
+    """PgBouncer's `SHOW POOLS` for the stack's databases (clients and server connections per
+    database); None without a PgBouncer that answers."""
+    bouncer = stack.pgbouncer()
+    if bouncer is None or not bouncer.running:
+        return None
+    try:
+        rows = bouncer.show("POOLS")
+    except psycopg.Error:
+        return None
+    servers = ("sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login")
+    return [
+        {
+            "database": row["database"],
+            "clients": row["cl_active"] + row["cl_waiting"],
+            "waiting": row["cl_waiting"],
+            "servers": sum(row[state] for state in servers),
+            "pool_mode": row["pool_mode"],
+        }
+        for row in rows
+        if row["database"] != "pgbouncer"
+    ]
+
+
+def _print_pools(pools: list[dict] | None) -> bool:
+    """Print PgBouncer's pools; False when it did not answer."""
+    print("\nPgBouncer pools (SHOW POOLS on its console):")
+    if pools is None:
+        print("  PgBouncer did not answer")
+        return False
+    print(f"  {'database':<24} {'clients':>7} {'waiting':>7} {'servers':>7}  mode")
+    for pool in pools:
+        print(
+            f"  {pool['database']:<24} {pool['clients']:>7} {pool['waiting']:>7} "
+            f"{pool['servers']:>7}  {pool['pool_mode']}"
+        )
+    return True
+
+
 def replication_report(stack: Stack) -> tuple[int, str]:
     proc = subprocess.run(
         [sys.executable, "manage.py", "replication_status"],
@@ -138,11 +182,12 @@ def print_status(stack: Stack, rows: list[dict]) -> int:
     if "prometheus" not in stack.state["processes"]:
         print(f"{'prometheus':<18} {'-':>8} {'-':>6}  skipped (not installed)")
     targets_up = _print_targets(scrape_targets(stack), "prometheus" in stack.state["processes"])
+    pools_up = stack.pgbouncer() is None or _print_pools(pgbouncer_pools(stack))
     if "database_url" not in stack.state:
         # A start that died before Postgres was up: nothing to ask.
         return 1
     code, report = replication_report(stack)
     print("\nReplication (manage.py replication_status):")
     print(report)
-    healthy = all(row["ready"] for row in rows) and targets_up and code == 0
+    healthy = all(row["ready"] for row in rows) and targets_up and pools_up and code == 0
     return 0 if healthy else 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deploy.local import celery_worker, gunicorn
 from deploy.local._proc import ServiceError, cmdline, wait_until
+from deploy.local.pgbouncer import PgBouncer
 from deploy.local.postgres import PostgresCluster
 from deploy.local.rabbitmq import RabbitMQNode
 from deploy.local.redis import RedisServer
@@ -23,6 +24,7 @@ from deploy.local.stack.processes import Stack, StackError
 SERVICES: dict[str, type[LocalService]] = {
     "rabbitmq": RabbitMQNode,
     "redis": RedisServer,
+    "pgbouncer": PgBouncer,
     "postgres": PostgresCluster,
 }
 # beat, the relay, nginx and Prometheus stop in well under a second.
