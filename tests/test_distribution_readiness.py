@@ -47,7 +47,7 @@ PLACEMENT = {
     "todos_userstats": (DISTRIBUTED, "counted from one owner's todos, in the same shard"),
     # Reference tables: a copy on every node, so a join with them stays on one shard.
     "auth_user": (REFERENCE, "the owners: every owner_id references it"),
-    "authtoken_token": (REFERENCE, "read on every request before the owner is known"),
+    "todos_apitoken": (REFERENCE, "read by digest on every request before the owner is known"),
     "auth_user_groups": (REFERENCE, "the user's groups, referencing auth_user"),
     "auth_user_user_permissions": (REFERENCE, "the user's permissions, referencing auth_user"),
     "auth_group": (REFERENCE, "referenced by auth_user_groups, a reference table"),
@@ -417,7 +417,7 @@ def test_every_table_with_an_owner_is_placed():
         "todos_export",
         "todos_exportchunk",
         "todos_userstats",
-        "authtoken_token",
+        "todos_apitoken",
         "auth_user_groups",
         "auth_user_user_permissions",
         "django_admin_log",
