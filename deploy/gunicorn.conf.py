@@ -10,7 +10,6 @@ https://docs.gunicorn.org/en/stable/settings.html
 
 import glob
 import importlib.util
-import math
 import os
 import shutil
 import tempfile
@@ -24,21 +23,21 @@ _MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _OWNED_MULTIPROC_DIR_ENV = "GUNICORN_OWNS_PROMETHEUS_MULTIPROC_DIR"
 
 
-def _available_cores() -> int:
-    """Cores this process may really use: its CPU affinity, capped by a cgroup v2 CPU quota.
+def _sibling_module(name: str, relative: str):
+    """A file of the project read by its path, not imported as part of its package: importing
+    `config.log_format` would load the config package, and with it Celery and Django's
+    settings, into the master, where a HUP reload would keep that old code for every new
+    worker."""
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    `os.cpu_count()` reports the node's cores inside a container, so a pod limited to 500m on a
-    64-core node would otherwise start 129 workers and be killed for memory.
-    """
-    cores = len(os.sched_getaffinity(0))
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
-            quota, period = cpu_max.read().split()
-    except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+# The sizing, shared with what is sized after a replica's capacity (deploy/capacity.py).
+_capacity = _sibling_module("todo_scale_capacity", "deploy/capacity.py")
+_available_cores = _capacity.available_cores
 
 
 def _env_flag(name: str) -> bool:
@@ -56,9 +55,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 # accept and close per request (sync workers answer `Connection: close`, so nginx's upstream
 # keepalive never applied). 4 workers x 4 threads (1,023 hit) was slower; 2 x 8 was slower on
 # the cached list (943) and create (74), faster only on the uncached list (75 against 36).
-workers = int(os.environ.get("WEB_CONCURRENCY") or _available_cores())
+workers = _capacity.workers(os.environ)
 worker_class = "gthread"
-threads = 4
+threads = _capacity.THREADS
 
 # No recycling in practice: with max_requests = 1000 and 5 workers at ~1,600 req/s each worker
 # was replaced every few seconds, each replacement booting Django on the same cores, and the
@@ -114,18 +113,7 @@ if _env_flag("GUNICORN_ACCESS_LOG"):
     accesslog = "-"
 
 
-def _log_format_module():
-    """config/log_format.py, read by its path: importing it as `config.log_format` would load
-    the config package, and with it Celery and Django's settings, into the master, where a HUP
-    reload would keep that old code for every new worker."""
-    path = Path(__file__).resolve().parent.parent / "config" / "log_format.py"
-    spec = importlib.util.spec_from_file_location("todo_scale_log_format", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_log_format = _log_format_module()
+_log_format = _sibling_module("todo_scale_log_format", "config/log_format.py")
 # The master's lines in the format of every other process; each worker then applies Django's
 # LOGGING, the same configuration with the request id filter, which needs the project.
 logconfig_dict = _log_format.logging_config(
