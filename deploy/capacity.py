@@ -1,8 +1,10 @@
-"""How much one web replica takes at once: its workers and their threads.
+"""How much one web replica takes at once, and the bound nginx keeps in front of it.
 
 One place for the figures: deploy/gunicorn.conf.py runs `workers()` gunicorn workers of
-`THREADS` threads each (granian, deploy/granian_server.py, reads the same), and what is sized
-after a replica's capacity reads them here.
+`THREADS` threads each (granian, deploy/granian_server.py, reads the same), and
+deploy/local/nginx.py renders each replica's `max_conns` from them for `make stack`, the
+benchmarks and the tests. deploy/nginx/nginx.conf (compose) states the figure for compose's
+WEB_CONCURRENCY; tests/deploy/test_manifests.py checks that it still matches.
 
 Standard library only, and no import of the project: gunicorn's master reads this file by its
 path (see deploy/gunicorn.conf.py), so a HUP reload never keeps old project code around.
@@ -38,3 +40,18 @@ def available_cores() -> int:
 def workers(env: Mapping[str, str] = os.environ) -> int:
     """gunicorn workers per replica: WEB_CONCURRENCY, else one per usable core."""
     return int(env.get("WEB_CONCURRENCY") or available_cores())
+
+
+def upstream_max_conns(workers: int, threads: int = THREADS) -> int:
+    """Requests nginx lets one replica hold at once (`max_conns`); beyond it nginx answers 503.
+
+    One per thread (`workers x threads`: every request the replica can run at the same time),
+    plus half as many waiting. nginx has no queue of its own: a request that finds every slot
+    taken is refused at once, even if a slot frees a millisecond later. So the waiting margin is
+    what keeps a thread that finishes supplied with its next request, and it absorbs the kernel
+    spreading connections unevenly over a replica's workers. It stays small so that waiting
+    stays short: with 4 waiting for 8 threads, a request starts within about one request's time.
+    2 workers x 4 threads: 8 running + 4 waiting = 12.
+    """
+    running = workers * threads
+    return running + math.ceil(running / 2)

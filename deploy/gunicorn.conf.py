@@ -35,7 +35,7 @@ def _sibling_module(name: str, relative: str):
     return module
 
 
-# The sizing, shared with what is sized after a replica's capacity (deploy/capacity.py).
+# The sizing nginx's bound in front of each replica is derived from (deploy/capacity.py).
 _capacity = _sibling_module("todo_scale_capacity", "deploy/capacity.py")
 _available_cores = _capacity.available_cores
 
