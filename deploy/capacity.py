@@ -55,3 +55,17 @@ def upstream_max_conns(workers: int, threads: int = THREADS) -> int:
     """
     running = workers * threads
     return running + math.ceil(running / 2)
+
+
+def listen_backlog(workers: int, threads: int = THREADS) -> int:
+    """gunicorn's listen backlog: connections the kernel holds until a worker accepts them.
+
+    Behind nginx at most `upstream_max_conns` requests reach a replica at once, and gthread
+    workers accept eagerly (a connection waits for a thread inside the worker, not in the
+    backlog), so the backlog only ever holds the connections of a moment: at a worker's start,
+    or in the milliseconds before a busy worker's loop gets the GIL to accept. Twice the bound
+    (at least 64) covers them, nginx's probes and Prometheus' scrapes. A shorter backlog would
+    not shed load: Linux drops the handshake of a connection that finds it full without an
+    answer, and the client retries after a second, which is a slow refusal, not a fast one.
+    """
+    return max(64, 2 * upstream_max_conns(workers, threads))

@@ -71,13 +71,24 @@ threads = _capacity.THREADS
 max_requests = 2_000_000
 max_requests_jitter = 200_000
 
-# gunicorn's default queue of connections not yet accepted: 64 concurrent clients never came
-# near it, and a longer queue would only hold requests past the timeout below.
-backlog = 2048
+# Load is shed in front of the replicas, not here: nginx lets each replica hold at most
+# `max_conns` requests (deploy/capacity.py: workers x threads running + half as many waiting, 12
+# for 2 x 4) and answers the rest at once with 503 and Retry-After. Nothing this file could set
+# refuses quickly instead: gthread accepts every connection it can (up to worker_connections,
+# 1,000 per worker) and queues it for a thread inside the worker, and a full listen backlog does
+# not refuse either (Linux drops the handshake unanswered, the client retries a second later).
+# So the backlog only has to hold what nginx can have connecting at once, which its bound caps:
+# twice `max_conns`, at least 64 (64 for 2 workers, was gunicorn's default of 2048). Without
+# nginx in front (Kubernetes' Service) nothing bounds the queue inside the workers; the
+# ingress-nginx controller has no per-pod max_conns.
+backlog = _capacity.listen_backlog(workers)
 
-# No API request legitimately takes 30 s (every list is paginated and capped); a worker stuck that
-# long is killed and replaced rather than holding a slot forever. nginx's proxy_read_timeout is
-# longer, so gunicorn's timeout fires first and nginx sees a clean 502.
+# A gthread worker's main loop reports to the arbiter every second whatever its threads do, so
+# this kills a worker that hangs as a whole (stuck in C code holding the GIL) after 30 s; it does
+# not time out a request. A slow request is cut by nginx's proxy_read_timeout (35 s, longer, so a
+# hung worker is replaced first and nginx sees its connection close): nginx answers 504 and frees
+# the replica's max_conns slot, while the request's thread runs on to its end. No API request
+# legitimately takes that long (every list is paginated and capped).
 timeout = 30
 # On SIGTERM in-flight requests get 30 s to finish, within Kubernetes' 40 s grace period (5 s
 # preStop sleep + 30 s + slack) so nothing is cut off by SIGKILL.

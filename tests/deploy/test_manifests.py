@@ -752,6 +752,7 @@ GUNICORN_SETTINGS = [
     "preload_app",
     "worker_tmp_dir",
     "accesslog",
+    "backlog",
 ]
 
 
@@ -784,6 +785,8 @@ def test_gunicorn_reads_port_and_concurrency_from_the_environment():
     assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (30, 30, 5)
     assert settings["preload_app"] is False
     assert settings["accesslog"] is None
+    # Twice what nginx lets 3 workers x 4 threads hold (18): nothing nginx sends waits for room.
+    assert settings["backlog"] == 64
 
 
 def test_gunicorn_defaults_to_port_8000_and_one_worker_per_core():
