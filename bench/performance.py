@@ -48,6 +48,7 @@ from pathlib import Path
 from bench import peers, report, scenarios
 from bench.load import Load, measure_round, process_tree, stores_cpu, summarize
 from bench.processes import RESULTS, manage, nginx, project_env, seed_users, static_nginx
+from deploy import capacity
 from deploy.local.gunicorn import start_gunicorn
 from deploy.local.nginx import render_template
 from deploy.local.ports import free_port
@@ -101,8 +102,13 @@ def tree_of(*pids: int) -> Callable[[], list[int]]:
 
 
 @contextlib.contextmanager
-def replicas_behind_nginx(env: dict, count: int, logs: Path) -> Iterator[tuple]:
-    """`count` gunicorn replicas as shipped, behind the deployment's nginx config."""
+def replicas_behind_nginx(env: dict, count: int, logs: Path, clients: int) -> Iterator[tuple]:
+    """`count` gunicorn replicas as shipped, behind the deployment's nginx config.
+
+    The benchmark measures serving `clients` connections, not shedding
+    (tests/deploy/test_overload.py does that): each replica's max_conns admits all of them, as
+    many as the shipped bound or more, so no request of a round is refused with 503.
+    """
     with contextlib.ExitStack() as stack:
         servers = []
         for _ in range(count):
@@ -114,7 +120,8 @@ def replicas_behind_nginx(env: dict, count: int, logs: Path) -> Iterator[tuple]:
         # A directory of its own: nginx's workers (nobody, under root) must be able to enter it.
         prefix = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-nginx-")))
         port = free_port()
-        config = render_template(port, [(server.port, False) for server in servers])
+        max_conns = max(capacity.upstream_max_conns(capacity.workers(env)), clients)
+        config = render_template(port, [(server.port, False) for server in servers], max_conns)
         proxy = stack.enter_context(nginx(prefix, port, config))
         yield f"http://127.0.0.1:{port}", proxy, servers
 
@@ -207,7 +214,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], dict]:
             ("uncached", {**base, "TODO_RESPONSE_CACHE": "false"}),
         ):
             origin, proxy, servers = stack.enter_context(
-                replicas_behind_nginx(env, args.replicas, work)
+                replicas_behind_nginx(env, args.replicas, work, args.connections)
             )
             direct = servers[0]
             origins[config] = direct.url

@@ -10,7 +10,6 @@ https://docs.gunicorn.org/en/stable/settings.html
 
 import glob
 import importlib.util
-import math
 import os
 import shutil
 import tempfile
@@ -24,21 +23,21 @@ _MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _OWNED_MULTIPROC_DIR_ENV = "GUNICORN_OWNS_PROMETHEUS_MULTIPROC_DIR"
 
 
-def _available_cores() -> int:
-    """Cores this process may really use: its CPU affinity, capped by a cgroup v2 CPU quota.
+def _sibling_module(name: str, relative: str):
+    """A file of the project read by its path, not imported as part of its package: importing
+    `config.log_format` would load the config package, and with it Celery and Django's
+    settings, into the master, where a HUP reload would keep that old code for every new
+    worker."""
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    `os.cpu_count()` reports the node's cores inside a container, so a pod limited to 500m on a
-    64-core node would otherwise start 129 workers and be killed for memory.
-    """
-    cores = len(os.sched_getaffinity(0))
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as cpu_max:
-            quota, period = cpu_max.read().split()
-    except (OSError, ValueError):
-        return cores
-    if quota == "max":
-        return cores
-    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+# The sizing nginx's bound in front of each replica is derived from (deploy/capacity.py).
+_capacity = _sibling_module("todo_scale_capacity", "deploy/capacity.py")
+_available_cores = _capacity.available_cores
 
 
 def _env_flag(name: str) -> bool:
@@ -56,9 +55,9 @@ bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"
 # accept and close per request (sync workers answer `Connection: close`, so nginx's upstream
 # keepalive never applied). 4 workers x 4 threads (1,023 hit) was slower; 2 x 8 was slower on
 # the cached list (943) and create (74), faster only on the uncached list (75 against 36).
-workers = int(os.environ.get("WEB_CONCURRENCY") or _available_cores())
+workers = _capacity.workers(os.environ)
 worker_class = "gthread"
-threads = 4
+threads = _capacity.THREADS
 
 # No recycling in practice: with max_requests = 1000 and 5 workers at ~1,600 req/s each worker
 # was replaced every few seconds, each replacement booting Django on the same cores, and the
@@ -72,13 +71,24 @@ threads = 4
 max_requests = 2_000_000
 max_requests_jitter = 200_000
 
-# gunicorn's default queue of connections not yet accepted: 64 concurrent clients never came
-# near it, and a longer queue would only hold requests past the timeout below.
-backlog = 2048
+# Load is shed in front of the replicas, not here: nginx lets each replica hold at most
+# `max_conns` requests (deploy/capacity.py: workers x threads running + half as many waiting, 12
+# for 2 x 4) and answers the rest at once with 503 and Retry-After. Nothing this file could set
+# refuses quickly instead: gthread accepts every connection it can (up to worker_connections,
+# 1,000 per worker) and queues it for a thread inside the worker, and a full listen backlog does
+# not refuse either (Linux drops the handshake unanswered, the client retries a second later).
+# So the backlog only has to hold what nginx can have connecting at once, which its bound caps:
+# twice `max_conns`, at least 64 (64 for 2 workers, was gunicorn's default of 2048). Without
+# nginx in front (Kubernetes' Service) nothing bounds the queue inside the workers; the
+# ingress-nginx controller has no per-pod max_conns.
+backlog = _capacity.listen_backlog(workers)
 
-# No API request legitimately takes 30 s (every list is paginated and capped); a worker stuck that
-# long is killed and replaced rather than holding a slot forever. nginx's proxy_read_timeout is
-# longer, so gunicorn's timeout fires first and nginx sees a clean 502.
+# A gthread worker's main loop reports to the arbiter every second whatever its threads do, so
+# this kills a worker that hangs as a whole (stuck in C code holding the GIL) after 30 s; it does
+# not time out a request. A slow request is cut by nginx's proxy_read_timeout (35 s, longer, so a
+# hung worker is replaced first and nginx sees its connection close): nginx answers 504 and frees
+# the replica's max_conns slot, while the request's thread runs on to its end. No API request
+# legitimately takes that long (every list is paginated and capped).
 timeout = 30
 # On SIGTERM in-flight requests get 30 s to finish, within Kubernetes' 40 s grace period (5 s
 # preStop sleep + 30 s + slack) so nothing is cut off by SIGKILL.
@@ -114,18 +124,7 @@ if _env_flag("GUNICORN_ACCESS_LOG"):
     accesslog = "-"
 
 
-def _log_format_module():
-    """config/log_format.py, read by its path: importing it as `config.log_format` would load
-    the config package, and with it Celery and Django's settings, into the master, where a HUP
-    reload would keep that old code for every new worker."""
-    path = Path(__file__).resolve().parent.parent / "config" / "log_format.py"
-    spec = importlib.util.spec_from_file_location("todo_scale_log_format", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_log_format = _log_format_module()
+_log_format = _sibling_module("todo_scale_log_format", "config/log_format.py")
 # The master's lines in the format of every other process; each worker then applies Django's
 # LOGGING, the same configuration with the request id filter, which needs the project.
 logconfig_dict = _log_format.logging_config(

@@ -35,6 +35,8 @@ TEMPLATE = ROOT / "deploy" / "nginx" / "todo-scale.conf.template"
 CONFIG = "nginx.conf"
 # Where the template sends nginx's error log, relative to the prefix.
 ERROR_LOG = "nginx-error.log"
+# ... and the access log of the requests nginx answers itself for want of a replica.
+ACCESS_LOG = "nginx-access.log"
 # nginx workers retired by a reload finish their requests first; none runs longer than
 # proxy_read_timeout (35 s) in the template.
 DRAIN_TIMEOUT = 40.0
@@ -48,10 +50,13 @@ def binary() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def render_template(port: int, upstreams: Sequence[tuple[int, bool]]) -> str:
-    """The deployment's config listening on `port`, one upstream server per (port, down)."""
+def render_template(port: int, upstreams: Sequence[tuple[int, bool]], max_conns: int) -> str:
+    """The deployment's config listening on `port`, one upstream server per (port, down), each
+    holding at most `max_conns` requests at once (deploy/capacity.py's upstream_max_conns for
+    the replicas' workers)."""
     servers = "\n        ".join(
-        f"server 127.0.0.1:{upstream}{' down' if down else ''};" for upstream, down in upstreams
+        f"server 127.0.0.1:{upstream} max_conns={max_conns}{' down' if down else ''};"
+        for upstream, down in upstreams
     )
     return string.Template(TEMPLATE.read_text()).safe_substitute(
         NGINX_PORT=str(port), UPSTREAM_SERVERS=servers

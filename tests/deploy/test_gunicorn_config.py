@@ -86,3 +86,16 @@ def test_a_cpu_quota_caps_the_worker_count(monkeypatch, tmp_path):
     monkeypatch.setattr("builtins.open", quota_open)
 
     assert available() == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2", "16"])
+def test_the_backlog_holds_whatever_nginx_lets_a_replica_hold(monkeypatch, tmp_path, workers):
+    config = load_config(monkeypatch, tmp_path, WEB_CONCURRENCY=workers)
+    capacity = config["_capacity"]
+    bound = capacity.upstream_max_conns(config["workers"], config["threads"])
+
+    # The figures nginx's bound is rendered from are the ones gunicorn runs with.
+    assert (config["workers"], config["threads"]) == (int(workers), capacity.THREADS)
+    # Nothing nginx may send waits for room in the kernel's queue, with as much again spare.
+    assert config["backlog"] >= 2 * bound
+    assert config["backlog"] >= 64

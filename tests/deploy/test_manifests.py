@@ -77,7 +77,36 @@ def render_nginx_template(**values: str) -> str:
 
 
 def render_stack_nginx() -> str:
-    return render_nginx_template(NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101;")
+    return render_nginx_template(
+        NGINX_PORT="8000", UPSTREAM_SERVERS="server 127.0.0.1:8101 max_conns=12;"
+    )
+
+
+def named_location(config_text: str, name: str) -> str:
+    """The body of `location @name { ... }`: up to its closing brace, skipping quoted strings
+    (a JSON body in a `return`) and comments."""
+    start = config_text.index(f"location @{name} {{") + len(f"location @{name} {{")
+    depth, quote, comment = 1, None, False
+    for index in range(start, len(config_text)):
+        char = config_text[index]
+        if comment:
+            comment = char != "\n"
+        elif quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "{}":
+            depth += 1 if char == "{" else -1
+            if depth == 0:
+                return config_text[start:index]
+    raise AssertionError(f"location @{name} is not closed")
+
+
+def without_comments(text: str) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
 
 
 def nginx_test(config_text: str, prefix: Path):
@@ -469,7 +498,10 @@ def test_compose_worker_and_relay_serve_metrics_on_the_compose_network_only():
 
 def test_stack_nginx_template_renders_to_a_valid_config(tmp_path):
     config = render_nginx_template(
-        NGINX_PORT="18000", UPSTREAM_SERVERS="server 127.0.0.1:18101; server 127.0.0.1:18102;"
+        NGINX_PORT="18000",
+        UPSTREAM_SERVERS=(
+            "server 127.0.0.1:18101 max_conns=12; server 127.0.0.1:18102 max_conns=12;"
+        ),
     )
 
     result = nginx_test(config, tmp_path / "stack")
@@ -480,7 +512,7 @@ def test_stack_nginx_template_renders_to_a_valid_config(tmp_path):
 
 def test_stack_nginx_template_renders_the_same_with_envsubst(tmp_path):
     envsubst = require_binary("envsubst")
-    values = {"NGINX_PORT": "18000", "UPSTREAM_SERVERS": "server 127.0.0.1:18101;"}
+    values = {"NGINX_PORT": "18000", "UPSTREAM_SERVERS": "server 127.0.0.1:18101 max_conns=12;"}
 
     result = run(
         [envsubst, "${NGINX_PORT} ${UPSTREAM_SERVERS}"],
@@ -496,7 +528,7 @@ def test_compose_nginx_config_is_valid(tmp_path):
     # nginx -t resolves upstream host names, and `web` exists only on the compose network: the
     # one server line is pointed at loopback for the check, nothing else is changed.
     original = (NGINX_DIR / "nginx.conf").read_text()
-    config = original.replace("server web:8000;", "server 127.0.0.1:8000;")
+    config = original.replace("server web:8000 ", "server 127.0.0.1:8000 ")
     assert config != original
 
     result = nginx_test(config, tmp_path / "compose")
@@ -538,6 +570,93 @@ def test_compose_and_stack_nginx_proxy_alike():
     stack = proxy_directives(render_stack_nginx())
 
     assert compose == stack
+
+
+def test_rendered_stack_nginx_bounds_every_replica_by_its_workers_and_threads(tmp_path):
+    from deploy import capacity
+    from deploy.local.nginx import render_template
+
+    max_conns = capacity.upstream_max_conns(2)
+    config = render_template(18000, [(18101, False), (18102, True)], max_conns)
+
+    upstream = re.search(r"upstream todo_web \{(.*?)\}", config, re.S).group(1)
+    assert "server 127.0.0.1:18101 max_conns=12;" in upstream
+    assert "server 127.0.0.1:18102 max_conns=12 down;" in upstream
+    # 2 workers x 4 threads running, and half as many waiting.
+    assert (capacity.THREADS, max_conns) == (4, 12)
+    assert nginx_test(config, tmp_path / "stack").returncode == 0
+
+
+def test_compose_nginx_bound_is_the_one_for_composes_web_concurrency():
+    from deploy import capacity
+
+    # The default docker-compose.yml gives the web service (the variable's value of the moment
+    # would make this depend on the shell it runs in).
+    web = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]
+    setting = web["environment"]["WEB_CONCURRENCY"]
+    workers = int(re.fullmatch(r"\$\{WEB_CONCURRENCY:-(\d+)\}", setting).group(1))
+    upstream = re.search(
+        r"upstream todo_web \{(.*?)\}", (NGINX_DIR / "nginx.conf").read_text(), re.S
+    ).group(1)
+
+    assert f"server web:8000 max_conns={capacity.upstream_max_conns(workers)};" in upstream
+
+
+@pytest.mark.parametrize(
+    "config_text",
+    [
+        pytest.param((NGINX_DIR / "nginx.conf").read_text(), id="compose"),
+        pytest.param(render_stack_nginx(), id="stack"),
+    ],
+)
+def test_nginx_sheds_what_no_replica_can_take_with_a_503_and_retry_after(config_text):
+    upstream = re.search(r"upstream todo_web \{(.*?)\}", config_text, re.S).group(1)
+    unavailable = without_comments(named_location(config_text, "unavailable"))
+    timeout = without_comments(named_location(config_text, "upstream_timeout"))
+
+    # One count per replica for every nginx worker, and a bound on every server.
+    assert re.search(r"^\s*zone todo_web \d+k;", upstream, re.M)
+    servers = re.findall(r"^\s*server (.*);", upstream, re.M)
+    assert servers
+    assert all(re.search(r" max_conns=\d+\b", server) for server in servers)
+    # `=`: the status is the named location's, not nginx's original 502.
+    assert "error_page 502 503 = @unavailable;" in config_text
+    assert "error_page 504 = @upstream_timeout;" in config_text
+    assert "add_header Retry-After 1 always;" in unavailable
+    assert any(line.startswith('return 503 \'{"detail": ') for line in unavailable)
+    # A replica that was tried and failed stays a 502, told apart in the access log.
+    assert "if ($unavailable_reason = upstream_error) {" in unavailable
+    assert any(line.startswith('return 502 \'{"detail": ') for line in unavailable)
+    assert any(re.fullmatch(r"access_log \S+ unavailable;", line) for line in unavailable)
+    assert any(line.startswith('return 504 \'{"detail": ') for line in timeout)
+    assert re.search(
+        r'map \$upstream_addr \$unavailable_reason \{\s*"~:"\s+upstream_error;', config_text
+    )
+    # POSTs stay unretried once sent.
+    assert "non_idempotent" not in " ".join(without_comments(config_text))
+
+
+def test_compose_and_stack_nginx_shed_alike():
+    compose = (NGINX_DIR / "nginx.conf").read_text()
+    stack = render_stack_nginx()
+
+    for name in ("unavailable", "upstream_timeout"):
+        # The log goes to stdout in a container and to a file of the prefix on the box.
+        lines = [
+            [
+                line
+                for line in without_comments(named_location(text, name))
+                if "access_log" not in line
+            ]
+            for text in (compose, stack)
+        ]
+        assert lines[0] == lines[1], name
+    # The same reasons, and the same access log line.
+    for pattern in (
+        r"map \$upstream_addr \$unavailable_reason \{.*?\}",
+        r"log_format unavailable .*?;\n",
+    ):
+        assert re.search(pattern, compose, re.S).group() == re.search(pattern, stack, re.S).group()
 
 
 def test_nginx_read_timeout_outlasts_gunicorns_worker_timeout():
@@ -641,6 +760,7 @@ GUNICORN_SETTINGS = [
     "preload_app",
     "worker_tmp_dir",
     "accesslog",
+    "backlog",
 ]
 
 
@@ -673,6 +793,8 @@ def test_gunicorn_reads_port_and_concurrency_from_the_environment():
     assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (30, 30, 5)
     assert settings["preload_app"] is False
     assert settings["accesslog"] is None
+    # Twice what nginx lets 3 workers x 4 threads hold (18): nothing nginx sends waits for room.
+    assert settings["backlog"] == 64
 
 
 def test_gunicorn_defaults_to_port_8000_and_one_worker_per_core():

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from deploy import capacity
 from deploy.local._proc import (
     ServiceError,
     cmdline,
@@ -198,12 +199,17 @@ class Stack:
         )
 
     # --- the web replicas ----------------------------------------------------------------------
+    @staticmethod
+    def web_concurrency() -> int:
+        """gunicorn workers per replica; nginx's bound on each replica is derived from it."""
+        return int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WEB_CONCURRENCY)
+
     def spawn_web(self, name: str, port: int) -> dict:
         metrics = self.dir / "web" / name / "metrics"
         metrics.mkdir(parents=True, exist_ok=True)
         env = {
             **self.app_env(),
-            "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY") or str(DEFAULT_WEB_CONCURRENCY),
+            "WEB_CONCURRENCY": str(self.web_concurrency()),
             # One directory per replica: /metrics sums this replica's workers and no other's.
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
         }
@@ -235,9 +241,11 @@ class Stack:
         )
 
     def render_nginx(self, *, down: frozenset[str] = frozenset()) -> None:
-        """Write nginx.conf with every replica as an upstream, those in `down` marked down."""
+        """Write nginx.conf with every replica as an upstream, those in `down` marked down, each
+        bounded by what its workers run at once (deploy/capacity.py)."""
         upstreams = [(web["port"], web["name"] in down) for web in self.web()]
-        self.nginx().configure(render_template(self.state["port"], upstreams))
+        max_conns = capacity.upstream_max_conns(self.web_concurrency())
+        self.nginx().configure(render_template(self.state["port"], upstreams, max_conns))
 
     def reload_nginx(self, *, drain: bool) -> None:
         if not self.nginx().reload(drain=drain):
