@@ -242,6 +242,55 @@ def test_dev_is_one_small_web_pod_without_pgbouncer(tmp_path):
             assert container["resources"]["limits"], container["name"]
 
 
+def network_policies(docs: dict) -> dict[str, dict]:
+    return {name: doc["spec"] for (kind, name), doc in docs.items() if kind == "NetworkPolicy"}
+
+
+@pytest.mark.parametrize("overlay", K8S_OVERLAYS)
+def test_network_policies_admit_the_ingress_controller_and_prometheus_only(overlay, tmp_path):
+    docs = by_kind_and_name(render_kustomization(K8S_OVERLAYS_DIR / overlay, tmp_path))
+    policies = network_policies(docs)
+    web_labels = docs[("Deployment", "todo-web")]["spec"]["template"]["metadata"]["labels"]
+
+    assert {"todo-scale-default", "todo-web-ingress", "todo-metrics-ingress"} <= set(policies)
+    default = policies["todo-scale-default"]
+    # Every todo-scale pod: no ingress but what another policy allows, egress to the stores only.
+    assert default["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "todo-scale"}}
+    assert default["policyTypes"] == ["Ingress", "Egress"]
+    assert default["ingress"] == []
+    egress_ports = {(p["protocol"], p["port"]) for rule in default["egress"] for p in rule["ports"]}
+    assert egress_ports == {
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 5432),
+        ("TCP", 6432),
+        ("TCP", 6379),
+        ("TCP", 5672),
+    }
+    web = policies["todo-web-ingress"]
+    assert web["podSelector"]["matchLabels"].items() <= web_labels.items()
+    (rule,) = web["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in rule["from"]
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    # Workers and relays accept Prometheus on their metrics port, nothing else.
+    (metrics_rule,) = policies["todo-metrics-ingress"]["ingress"]
+    assert metrics_rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+    assert [p["namespaceSelector"]["matchLabels"] for p in metrics_rule["from"]] == [
+        {"kubernetes.io/metadata.name": "monitoring"}
+    ]
+    if overlay == "production":
+        assert (
+            policies["pgbouncer-ingress"]["podSelector"]["matchLabels"][
+                "app.kubernetes.io/component"
+            ]
+            == "pgbouncer"
+        )
+
+
 def overlay_image_tag(overlay: Path) -> str:
     (image,) = yaml.safe_load((overlay / "kustomization.yaml").read_text())["images"]
     return image["newTag"]
