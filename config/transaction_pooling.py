@@ -19,7 +19,7 @@ server (README "Connection pooling (PgBouncer)"), and three things Django could 
   ignores it, and the server connections it opens would not carry it anyway. It is dropped; the
   pooler sets the standby's statement timeout on each server connection it opens instead (the
   `connect_query` of the standby's `[databases]` entry: deploy/local/pgbouncer.py,
-  deploy/compose/pgbouncer.ini, deploy/k8s/pgbouncer/).
+  deploy/compose/pgbouncer.ini, deploy/k8s/components/pgbouncer/).
 
 What needs nothing: PgBouncer tracks client_encoding, DateStyle, TimeZone,
 standard_conforming_strings and application_name per client and sets them on whichever server

@@ -20,6 +20,11 @@ pytestmark = []
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
+K8S_BASE_DIR = K8S_DIR / "base"
+K8S_COMPONENTS_DIR = K8S_DIR / "components"
+K8S_OVERLAYS_DIR = K8S_DIR / "overlays"
+K8S_OVERLAYS = ["dev", "production"]
+INGRESS_TLS_DIR = K8S_COMPONENTS_DIR / "ingress-tls"
 NGINX_DIR = ROOT / "deploy" / "nginx"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
@@ -27,13 +32,14 @@ VENV_BIN = Path(sys.executable).parent
 KUBERNETES_VALIDATE = str(VENV_BIN / "kubernetes-validate")
 SHARED_MEMORY_DIR = "/dev/shm"  # noqa: S108 (gunicorn's heartbeat directory, not a temp file)
 
-K8S_MANIFESTS = sorted(p for p in K8S_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
-# The kustomize Components under deploy/k8s/ (PgBouncer): their resources and patches.
+K8S_MANIFESTS = sorted(p for p in K8S_BASE_DIR.glob("*.yaml") if p.name != "kustomization.yaml")
+# The kustomize Components under deploy/k8s/components/ (PgBouncer, the Ingress with TLS): their
+# resources and patches. The overlays' patches are partial objects, checked once rendered.
 K8S_COMPONENT_MANIFESTS = sorted(
-    p for p in K8S_DIR.glob("*/*.yaml") if p.name != "kustomization.yaml"
+    p for p in K8S_COMPONENTS_DIR.glob("*/*.yaml") if p.name != "kustomization.yaml"
 )
-# Examples the kustomization leaves out on purpose (each file's header says why and how to use it).
-K8S_OPTIONAL = {"ingress.yaml", "prometheus-scrape.yaml"}
+# An example the base leaves out on purpose (its header says why and how to use it).
+K8S_OPTIONAL = {"prometheus-scrape.yaml"}
 # The oldest Kubernetes still commonly offered by managed clusters, and the newest the installed
 # kubernetes-validate knows.
 K8S_VERSIONS = ["1.30.0", "1.37.0"]
@@ -51,8 +57,43 @@ def require_binary(name: str) -> str:
     return path
 
 
-def load_manifest(name: str) -> dict:
-    return yaml.safe_load((K8S_DIR / name).read_text())
+def load_manifest(name: str, directory: Path = K8S_BASE_DIR) -> dict:
+    return yaml.safe_load((directory / name).read_text())
+
+
+def load_manifests(name: str, directory: Path = K8S_BASE_DIR) -> list[dict]:
+    """Every object of a file that may hold several (networkpolicy.yaml)."""
+    return [doc for doc in yaml.safe_load_all((directory / name).read_text()) if doc]
+
+
+def render_kustomization(directory: Path, tmp_path: Path) -> list[dict]:
+    """`kubectl kustomize`, the result checked by kubernetes-validate --strict on every version."""
+    kubectl = require_binary("kubectl")
+    result = run([kubectl, "kustomize", str(directory)])
+    assert result.returncode == 0, result.stderr
+    output = tmp_path / "rendered.yaml"
+    output.write_text(result.stdout)
+    for version in K8S_VERSIONS:
+        validated = run([KUBERNETES_VALIDATE, "--strict", "-k", version, str(output)])
+        assert validated.returncode == 0, validated.stdout + validated.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind_and_name(docs: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+
+
+def all_containers(doc: dict) -> list[dict]:
+    """A workload's containers, init containers included."""
+    pod = doc["spec"]["template"]["spec"]
+    return pod.get("initContainers", []) + pod["containers"]
+
+
+def millicores(cpu: str) -> int:
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
 
 def only_container(manifest: dict) -> dict:
@@ -153,47 +194,194 @@ def test_strict_validation_rejects_a_misspelt_field(tmp_path):
     assert result.returncode != 0
 
 
-def test_kustomization_renders_every_manifest_and_the_result_validates(tmp_path):
-    kubectl = require_binary("kubectl")
+def test_base_kustomization_renders_every_manifest_and_the_result_validates(tmp_path):
+    rendered = render_kustomization(K8S_BASE_DIR, tmp_path)
 
-    result = run([kubectl, "kustomize", str(K8S_DIR)])
-
-    assert result.returncode == 0, result.stderr
-    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     listed = load_manifest("kustomization.yaml")["resources"]
     assert {path.name for path in K8S_MANIFESTS} == set(listed) | K8S_OPTIONAL
-    sources = [load_manifest(name) for name in listed]
-    assert sorted((doc["kind"], doc["metadata"]["name"]) for doc in rendered) == sorted(
-        (doc["kind"], doc["metadata"]["name"]) for doc in sources
-    )
-    output = tmp_path / "rendered.yaml"
-    output.write_text(result.stdout)
-    validated = run([KUBERNETES_VALIDATE, "--strict", "-k", K8S_VERSIONS[0], str(output)])
-    assert validated.returncode == 0, validated.stdout + validated.stderr
+    sources = [doc for name in listed for doc in load_manifests(name)]
+    assert sorted(by_kind_and_name(rendered)) == sorted(by_kind_and_name(sources))
 
 
-def test_kustomization_with_the_ingress_renders_and_validates(tmp_path):
-    # The ingress as its header describes using it: the base plus ingress.yaml, in an overlay.
-    kubectl = require_binary("kubectl")
-    shutil.copy(K8S_DIR / "ingress.yaml", tmp_path / "ingress.yaml")
-    (tmp_path / "kustomization.yaml").write_text(
-        # kustomize takes a base by relative path only.
-        yaml.safe_dump({"resources": [os.path.relpath(K8S_DIR, tmp_path), "ingress.yaml"]})
+@pytest.mark.parametrize("overlay", K8S_OVERLAYS)
+def test_overlay_renders_and_passes_strict_validation(overlay, tmp_path):
+    rendered = render_kustomization(K8S_OVERLAYS_DIR / overlay, tmp_path)
+
+    docs = by_kind_and_name(rendered)
+    assert ("Deployment", "todo-web") in docs
+    # Every object is todo-scale's, labelled as the base labels them.
+    assert all(
+        doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "todo-scale" for doc in rendered
     )
 
-    result = run([kubectl, "kustomize", str(tmp_path)])
 
-    assert result.returncode == 0, result.stderr
-    kinds = [doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc]
-    assert kinds.count("Ingress") == 1
-    output = tmp_path / "rendered.yaml"
-    output.write_text(result.stdout)
-    validated = run([KUBERNETES_VALIDATE, "--strict", "-k", K8S_VERSIONS[0], str(output)])
-    assert validated.returncode == 0, validated.stdout + validated.stderr
+def test_production_sets_resources_on_every_container_and_the_hpa_bounds(tmp_path):
+    rendered = render_kustomization(K8S_OVERLAYS_DIR / "production", tmp_path)
+    docs = by_kind_and_name(rendered)
+    workloads = [doc for doc in rendered if doc["kind"] in WORKLOAD_KINDS]
+
+    assert {name for kind, name in docs if kind == "Deployment"} == {
+        "todo-web",
+        "todo-worker",
+        "todo-beat",
+        "todo-outbox-relay",
+        "pgbouncer",
+    }
+    for workload in workloads:
+        for container in all_containers(workload):
+            resources = container.get("resources", {})
+            where = f"{workload['metadata']['name']}/{container['name']}"
+            assert set(resources.get("requests", {})) == {"cpu", "memory"}, where
+            assert set(resources.get("limits", {})) == {"cpu", "memory"}, where
+    hpa = docs[("HorizontalPodAutoscaler", "todo-web")]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 20)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "todo-web"
+    # PgBouncer is on, and the Ingress with TLS is the way in.
+    assert (
+        docs[("ConfigMap", "todo-scale-config")]["data"]["DATABASE_TRANSACTION_POOLING"] == "true"
+    )
+    assert ("Ingress", "todo-web") in docs
+    assert docs[("Service", "todo-web")]["spec"]["type"] == "ClusterIP"
+    assert "externalTrafficPolicy" not in docs[("Service", "todo-web")]["spec"]
+    config = docs[("ConfigMap", "todo-scale-config")]["data"]
+    assert config["DJANGO_TRUST_PROXY_HEADERS"] == config["DJANGO_SECURE_SSL_REDIRECT"] == "true"
+
+
+def test_dev_is_one_small_web_pod_without_pgbouncer(tmp_path):
+    rendered = render_kustomization(K8S_OVERLAYS_DIR / "dev", tmp_path)
+    docs = by_kind_and_name(rendered)
+    web = docs[("Deployment", "todo-web")]
+    hpa = docs[("HorizontalPodAutoscaler", "todo-web")]
+    production = load_manifests("resources-patch.yaml", K8S_OVERLAYS_DIR / "production")[0]
+
+    assert web["spec"]["replicas"] == 1
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
+    assert not any(name.startswith("pgbouncer") for _, name in docs)
+    assert "DATABASE_TRANSACTION_POOLING" not in docs[("ConfigMap", "todo-scale-config")]["data"]
+    assert ("Ingress", "todo-web") not in docs
+    assert docs[("Service", "todo-web")]["spec"]["type"] == "ClusterIP"
+    assert production["metadata"]["name"] == "todo-web"
+    web_resources = only_container(web)["resources"]
+    production_web = production["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert millicores(web_resources["requests"]["cpu"]) < millicores(
+        production_web["requests"]["cpu"]
+    )
+    for workload in (doc for doc in rendered if doc["kind"] in WORKLOAD_KINDS):
+        for container in all_containers(workload):
+            assert container["resources"]["limits"], container["name"]
+
+
+def network_policies(docs: dict) -> dict[str, dict]:
+    return {name: doc["spec"] for (kind, name), doc in docs.items() if kind == "NetworkPolicy"}
+
+
+@pytest.mark.parametrize("overlay", K8S_OVERLAYS)
+def test_network_policies_admit_the_ingress_controller_and_prometheus_only(overlay, tmp_path):
+    docs = by_kind_and_name(render_kustomization(K8S_OVERLAYS_DIR / overlay, tmp_path))
+    policies = network_policies(docs)
+    web_labels = docs[("Deployment", "todo-web")]["spec"]["template"]["metadata"]["labels"]
+
+    assert {"todo-scale-default", "todo-web-ingress", "todo-metrics-ingress"} <= set(policies)
+    default = policies["todo-scale-default"]
+    # Every todo-scale pod: no ingress but what another policy allows, egress to the stores only.
+    assert default["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "todo-scale"}}
+    assert default["policyTypes"] == ["Ingress", "Egress"]
+    assert default["ingress"] == []
+    egress_ports = {(p["protocol"], p["port"]) for rule in default["egress"] for p in rule["ports"]}
+    assert egress_ports == {
+        ("UDP", 53),
+        ("TCP", 53),
+        ("TCP", 5432),
+        ("TCP", 6432),
+        ("TCP", 6379),
+        ("TCP", 5672),
+    }
+    web = policies["todo-web-ingress"]
+    assert web["podSelector"]["matchLabels"].items() <= web_labels.items()
+    (rule,) = web["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in rule["from"]
+    }
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    # Workers and relays accept Prometheus on their metrics port, nothing else.
+    (metrics_rule,) = policies["todo-metrics-ingress"]["ingress"]
+    assert metrics_rule["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+    assert [p["namespaceSelector"]["matchLabels"] for p in metrics_rule["from"]] == [
+        {"kubernetes.io/metadata.name": "monitoring"}
+    ]
+    if overlay == "production":
+        assert (
+            policies["pgbouncer-ingress"]["podSelector"]["matchLabels"][
+                "app.kubernetes.io/component"
+            ]
+            == "pgbouncer"
+        )
+
+
+def overlay_image_tag(overlay: Path) -> str:
+    (image,) = yaml.safe_load((overlay / "kustomization.yaml").read_text())["images"]
+    return image["newTag"]
+
+
+@pytest.mark.parametrize("overlay", K8S_OVERLAYS)
+def test_the_migration_job_is_named_after_the_release(overlay, tmp_path):
+    docs = by_kind_and_name(render_kustomization(K8S_OVERLAYS_DIR / overlay, tmp_path))
+    tag = overlay_image_tag(K8S_OVERLAYS_DIR / overlay)
+    (job,) = [doc for (kind, _), doc in docs.items() if kind == "Job"]
+
+    assert job["metadata"]["name"] == f"todo-migrate-{tag}"
+    assert only_container(job)["image"].endswith(f":{tag}")
+    # Every pod of the release runs the Job's image.
+    images = {
+        container["image"]
+        for doc in docs.values()
+        if doc["kind"] in WORKLOAD_KINDS and doc["metadata"]["name"] != "pgbouncer"
+        for container in all_containers(doc)
+    }
+    assert images == {only_container(job)["image"]}
+
+
+def test_a_new_image_tag_renames_the_migration_job(tmp_path):
+    # As `kustomize edit set image` would leave it: only the tag in the overlay changes.
+    tree = tmp_path / "k8s"
+    shutil.copytree(K8S_DIR, tree)
+    kustomization = tree / "overlays" / "production" / "kustomization.yaml"
+    old_tag = overlay_image_tag(kustomization.parent)
+    text = kustomization.read_text()
+    kustomization.write_text(text.replace(f'newTag: "{old_tag}"', 'newTag: "2031.12.3"'))
+
+    docs = by_kind_and_name(render_kustomization(kustomization.parent, tmp_path))
+
+    assert ("Job", "todo-migrate-2031.12.3") in docs
+
+
+def test_the_release_sequences_first_apply_holds_the_job_and_not_the_app(tmp_path):
+    # README "Deploying": `kubectl apply -k ... -l 'app.kubernetes.io/component notin (...)'`
+    # applies the configuration, PgBouncer and the Job; the app's Deployments come after the wait.
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"-l '(app\.kubernetes\.io/component) notin \(([a-z,-]+)\)'", readme)
+    assert match, "the release sequence's selector is in README"
+    key, excluded = match.group(1), set(match.group(2).split(","))
+    docs = render_kustomization(K8S_OVERLAYS_DIR / "production", tmp_path)
+
+    first = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in docs
+        if doc["metadata"].get("labels", {}).get(key) not in excluded
+    }
+
+    assert any(kind == "Job" for kind, _ in first)
+    assert ("ConfigMap", "todo-scale-config") in first
+    assert ("Secret", "todo-scale-secrets") in first
+    assert ("Deployment", "pgbouncer") in first
+    for name in ("todo-web", "todo-worker", "todo-beat", "todo-outbox-relay"):
+        assert ("Deployment", name) not in first
 
 
 def test_ingress_terminates_tls_for_the_allowed_host_and_proxies_like_nginx():
-    ingress = load_manifest("ingress.yaml")
+    ingress = load_manifest("ingress.yaml", INGRESS_TLS_DIR)
     service = load_manifest("web-service.yaml")
     allowed_hosts = load_manifest("configmap.yaml")["data"]["DJANGO_ALLOWED_HOSTS"].split(",")
     annotations = ingress["metadata"]["annotations"]
@@ -211,6 +399,8 @@ def test_ingress_terminates_tls_for_the_allowed_host_and_proxies_like_nginx():
         "port": {"name": service["spec"]["ports"][0]["name"]},
     }
     prefix = "nginx.ingress.kubernetes.io/"
+    # cert-manager issues the certificate into the Secret spec.tls names.
+    assert annotations["cert-manager.io/cluster-issuer"]
     assert annotations[prefix + "force-ssl-redirect"] == "true"
     assert annotations[prefix + "proxy-body-size"] == "1m"
     assert annotations[prefix + "proxy-next-upstream"] == "error timeout http_502 http_503"

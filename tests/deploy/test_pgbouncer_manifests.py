@@ -1,5 +1,5 @@
 """PgBouncer's deployment files: docker-compose's `pgbouncer` service and its env file, the
-Kubernetes Component (deploy/k8s/pgbouncer/), and both pgbouncer.ini files read by a real
+Kubernetes Component (deploy/k8s/components/pgbouncer/), and both pgbouncer.ini files read by a real
 pgbouncer, as `nginx -t` reads nginx's.
 
 No database and no Django: run with
@@ -22,7 +22,9 @@ from deploy.local import pgbouncer as local_pgbouncer
 from deploy.local._proc import ServiceError, as_user, chown_tree, spawn, stop_group, wait_until
 from deploy.local.ports import free_port
 from tests.deploy.test_manifests import (
-    K8S_DIR,
+    K8S_BASE_DIR,
+    K8S_COMPONENTS_DIR,
+    K8S_OVERLAYS_DIR,
     K8S_VERSIONS,
     KUBERNETES_VALIDATE,
     ROOT,
@@ -30,7 +32,7 @@ from tests.deploy.test_manifests import (
     run,
 )
 
-COMPONENT_DIR = K8S_DIR / "pgbouncer"
+COMPONENT_DIR = K8S_COMPONENTS_DIR / "pgbouncer"
 COMPOSE_INI = ROOT / "deploy" / "compose" / "pgbouncer.ini"
 COMPOSE_USERLIST = ROOT / "deploy" / "compose" / "pgbouncer-userlist.txt"
 COMPOSE_ENV_FILE = ROOT / "deploy" / "compose" / "pgbouncer.env"
@@ -145,7 +147,7 @@ def render_with_component(tmp_path: Path) -> list[dict]:
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
-                "resources": [os.path.relpath(K8S_DIR, tmp_path)],
+                "resources": [os.path.relpath(K8S_BASE_DIR, tmp_path)],
                 "components": [os.path.relpath(COMPONENT_DIR, tmp_path)],
             }
         )
@@ -160,12 +162,15 @@ def render_with_component(tmp_path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def test_the_base_leaves_the_component_out_and_it_lists_each_of_its_files():
-    base = load_yaml(K8S_DIR / "kustomization.yaml")
+def test_only_production_lists_the_component_and_it_lists_each_of_its_files():
+    base = load_yaml(K8S_BASE_DIR / "kustomization.yaml")
+    dev = load_yaml(K8S_OVERLAYS_DIR / "dev" / "kustomization.yaml")
+    production = load_yaml(K8S_OVERLAYS_DIR / "production" / "kustomization.yaml")
     component = load_yaml(COMPONENT_DIR / "kustomization.yaml")
 
     assert "components" not in base
-    assert "#   - pgbouncer" in (K8S_DIR / "kustomization.yaml").read_text()
+    assert "components" not in dev
+    assert "../../components/pgbouncer" in production["components"]
     assert component["kind"] == "Component"
     listed = set(component["resources"]) | {patch["path"] for patch in component["patches"]}
     assert listed == {p.name for p in COMPONENT_DIR.glob("*.yaml")} - {"kustomization.yaml"}
@@ -190,7 +195,7 @@ def test_the_component_renders_validates_and_points_every_pod_at_pgbouncer(tmp_p
     )
     assert {"todo", "todo_replica1"} <= set(databases["databases"])
     # The rest of the app's settings are the base's.
-    assert secret["REDIS_URL"] == load_yaml(K8S_DIR / "secret.yaml")["stringData"]["REDIS_URL"]
+    assert secret["REDIS_URL"] == load_yaml(K8S_BASE_DIR / "secret.yaml")["stringData"]["REDIS_URL"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert container["ports"] == [{"name": "postgres", "containerPort": port}]
     assert container["image"] == compose_config()["services"]["pgbouncer"]["image"]
