@@ -9,10 +9,11 @@ class TodosConfig(AppConfig):
 
     def ready(self) -> None:
         from config import postgres_loaders
-        from config.edge import cacheable_routes, direct_reads
+        from config.edge import cacheable_routes, direct_reads, direct_writes
         from todos import (
             cache,  # noqa: F401  (connects the token receivers)
             reads,
+            writes,
         )
 
         postgres_loaders.connect()
@@ -21,3 +22,5 @@ class TodosConfig(AppConfig):
         cacheable_routes.register("todo-list", "todo-detail")
         direct_reads.register("todo-list", reads.direct_list)
         direct_reads.register("todo-detail", reads.direct_item)
+        # The create, performed by the gateway for a body that parses and validates.
+        direct_writes.register("todo-list", "POST", writes.direct_create)

@@ -1,15 +1,12 @@
 """The Todo API: a thin viewset that parses, calls services and selectors, and renders."""
 
-import hashlib
-import json
-
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import status, viewsets
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 
 from config.edge.http_cache import CachedResponse
-from todos import conditional, reads, selectors, services
+from todos import conditional, reads, selectors, services, writes
 from todos.cache import CachedReadMixin
 from todos.filters import TodoFilter
 from todos.models import Todo
@@ -28,20 +25,6 @@ class IdempotencyKeyReused(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "This Idempotency-Key was used with a different request body."
     default_code = "idempotency_key_reused"
-
-
-def idempotency_key(request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-        raise ValidationError({"Idempotency-Key": ["Must be 1-255 printable ASCII characters."]})
-    return key
-
-
-def body_fingerprint(data) -> str:
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @todo_schema
@@ -94,28 +77,22 @@ class TodoViewSet(CachedReadMixin, viewsets.GenericViewSet):
             raise NotFound() from None
 
     def create(self, request):
-        key = idempotency_key(request)
+        key = writes.idempotency_key(request)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if key is None:
-            todo = services.todo_create(owner=request.user, **serializer.validated_data)
-            body, replayed = todo_instance_representation(todo, self.todo_url_prefix()), False
-        else:
-            try:
-                record, replayed = services.todo_create_idempotent(
-                    owner=request.user,
-                    key=key,
-                    fingerprint=body_fingerprint(request.data),
-                    fields=serializer.validated_data,
-                    todo_url_prefix=self.todo_url_prefix(),
-                )
-            except services.IdempotencyKeyReused:
-                raise IdempotencyKeyReused() from None
-            body = record.response_body
-        headers = {"Location": body["url"]}
-        if replayed:
-            headers["Idempotent-Replayed"] = "true"
-        return Response(body, status=status.HTTP_201_CREATED, headers=headers)
+        try:
+            body, replayed = writes.create(
+                owner=request.user,
+                data=request.data,
+                fields=serializer.validated_data,
+                key=key,
+                todo_url_prefix=self.todo_url_prefix(),
+            )
+        except services.IdempotencyKeyReused:
+            raise IdempotencyKeyReused() from None
+        return Response(
+            body, status=status.HTTP_201_CREATED, headers=writes.created_headers(body, replayed)
+        )
 
     @destroy_all_schema
     def destroy_all(self, request):

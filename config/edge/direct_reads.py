@@ -16,8 +16,9 @@ environ notes the request's log line reads. A host outside ALLOWED_HOSTS or a da
 hands the request to Django as well, which answers it as it answers any other.
 """
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.core import signals
 from django.core.exceptions import DisallowedHost
@@ -52,16 +53,25 @@ def answer(environ: dict, url_name: str, user_id: int, gate) -> tuple[CachedResp
         match = resolve(request.path_info)
     except Resolver404:
         return None
-    signals.request_started.send(sender=__name__, environ=environ)
     try:
-        with routing_for_user(user_id, gate) as routing:
-            answered = _renderers[url_name](request, user_id, match.kwargs)
-        environ[READ_ALIAS] = (routing.alias if routing else None) or DEFAULT_DB_ALIAS
-        return answered
+        with served(environ, user_id, gate):
+            return _renderers[url_name](request, user_id, match.kwargs)
     except DisallowedHost:
         return None
     except DatabaseError:
         logger.warning("direct read failed; Django answers the request", exc_info=True)
         return None
+
+
+@contextlib.contextmanager
+def served(environ: dict, user_id: int, gate) -> Iterator[object]:
+    """What Django's handler gives a request, for one the gateway answers itself: the request
+    signals, read routing for `user_id` with the mark in `gate` (yielded: None without
+    replicas), and the database that served the reads noted in the environ."""
+    signals.request_started.send(sender=__name__, environ=environ)
+    try:
+        with routing_for_user(user_id, gate) as routing:
+            yield routing
+        environ[READ_ALIAS] = (routing.alias if routing else None) or DEFAULT_DB_ALIAS
     finally:
         signals.request_finished.send(sender=__name__)

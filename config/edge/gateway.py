@@ -1,4 +1,5 @@
-"""The WSGI front of every web replica: rate limits, and cached reads served without Django.
+"""The WSGI front of every web replica: rate limits, cached reads, and reads and creates
+performed without Django.
 
 For each request under /api/ it makes one Redis round trip (config/response_cache.gate) that
 counts the request against its rate limits, resolves the token (and, with read replicas, reads
@@ -6,6 +7,9 @@ the user's read-your-writes mark) and, for a GET of the todo list or a todo when
 cache is on, fetches the caller's cached response. Then:
 - over a limit → 429 with `Retry-After` and `X-RateLimit-*`, before Django or Postgres;
 - a cached response → written out at once: no Django request, no middleware, no DRF, no ORM;
+- an uncached GET of the list or a todo, or a JSON POST of a todo, for a known token → rendered
+  or created here without Django's middleware or DRF (config/edge/direct_reads.py and
+  direct_writes.py), when the app's function takes it;
 - otherwise → Django handles it, with the gate's result in `environ["todo_scale.gate"]` so
   neither the token authentication nor the view nor the read routing asks again.
 When Redis is unavailable, the breaker skips it and every request goes to Django (rate limits
@@ -19,7 +23,7 @@ import json
 from django.conf import settings
 from prometheus_client import Counter
 
-from config.edge import cacheable_routes, direct_reads, ratelimit, response_cache
+from config.edge import cacheable_routes, direct_reads, direct_writes, ratelimit, response_cache
 from config.edge.http_cache import CachedResponse
 from config.edge.redis_breaker import redis_call
 from config.edge.request_telemetry import OUTCOME, ROUTE, USER_ID
@@ -32,7 +36,13 @@ GATEWAY_RESPONSES = Counter(
     ["outcome"],
 )
 
-STATUS_TEXT = {200: "200 OK", 304: "304 Not Modified", 429: "429 Too Many Requests"}
+STATUS_TEXT = {
+    200: "200 OK",
+    201: "201 Created",
+    304: "304 Not Modified",
+    429: "429 Too Many Requests",
+    503: "503 Service Unavailable",
+}
 
 
 def bearer_token(environ: dict) -> str | None:
@@ -65,9 +75,10 @@ class Gateway:
         ):
             return self.application(environ, start_response)
         token = bearer_token(environ)
-        signature = route = None
+        method = environ.get("REQUEST_METHOD")
+        signature = route = write_route = None
         if (
-            environ.get("REQUEST_METHOD") == "GET"
+            method == "GET"
             and token
             and (route := cacheable_routes.route_name(environ["PATH_INFO"]))
             and accepts_json(environ)
@@ -76,6 +87,8 @@ class Gateway:
                 signature = response_cache.request_signature(environ)
         else:
             route = None
+            if token and method != "GET":
+                write_route = cacheable_routes.route_name(environ["PATH_INFO"])
         digest = response_cache.token_digest(token) if token else None
         limits = ratelimit.limits_for(environ, digest, self.rates)
         gate = redis_call(
@@ -107,6 +120,18 @@ class Gateway:
             environ[OUTCOME] = "hit"
             return self.respond(start_response, environ, 200, cached.body, headers)
         environ["todo_scale.gate"] = gate
+        if (
+            write_route is not None
+            and gate.user_id is not None
+            and direct_writes.registered(write_route, method)
+        ):
+            written = direct_writes.answer(environ, write_route, gate.user_id, gate)
+            if written is not None:
+                environ[ROUTE] = write_route
+                environ[USER_ID] = gate.user_id
+                environ[OUTCOME] = "direct"
+                headers = [*written.headers, *verdict.headers]
+                return self.respond(start_response, environ, written.status, written.body, headers)
         if route is not None and gate.user_id is not None and direct_reads.registered(route):
             answered = direct_reads.answer(environ, route, gate.user_id, gate)
             if answered is not None:

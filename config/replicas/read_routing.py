@@ -154,9 +154,14 @@ class UserRouting(Routing):
     gate: object = None
     alias: str | None = None
     wrote: bool = False
+    # As for RequestRouting: a write since the user was last stuck.
+    unstuck: bool = False
 
     def choose(self) -> str:
         return choose_read_alias(self.user_id, self.gate)
+
+    def note_write(self) -> None:
+        self.wrote = self.unstuck = True
 
 
 @dataclass
@@ -251,8 +256,22 @@ def users_stuck(user_ids: Iterable[int]) -> None:
     """Note that `user_ids` were just stuck after a commit (config/replicas/sticking.py), so
     the request need not stick its user again unless it writes once more."""
     routing = _current.get()
-    if isinstance(routing, RequestRouting) and authenticated_user_id(routing.request) in user_ids:
+    if isinstance(routing, RequestRouting):
+        user_id = authenticated_user_id(routing.request)
+    elif isinstance(routing, UserRouting):
+        user_id = routing.user_id
+    else:
+        return
+    if user_id in user_ids:
         routing.unstuck = False
+
+
+def stick_if_written(routing: RequestRouting | UserRouting | None, user_id: int | None) -> None:
+    """Stick `user_id` to the primary's position once the block's writes have committed, unless
+    a commit already did (`users_stuck`). A mark taken before the commit could be older than
+    the write; with no transaction open (the normal case here) this runs at once."""
+    if routing is not None and routing.unstuck and user_id is not None:
+        transaction.on_commit(functools.partial(sticking.stick, user_id), using=DEFAULT_DB_ALIAS)
 
 
 def read_alias() -> str:
@@ -322,11 +341,5 @@ class ReadReplicaMiddleware:
             response = self.get_response(request)
         request.META[READ_ALIAS] = routing.alias or DEFAULT_DB_ALIAS
         if routing.unstuck:
-            user_id = authenticated_user_id(request)
-            if user_id is not None:
-                # After the commit: a mark taken before it could be older than the write. With
-                # no transaction open (the normal case here) this runs at once.
-                transaction.on_commit(
-                    functools.partial(sticking.stick, user_id), using=DEFAULT_DB_ALIAS
-                )
+            stick_if_written(routing, authenticated_user_id(request))
         return response
