@@ -101,9 +101,15 @@ TEMPLATES = [
 CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=600)
 
 
+POSTGRES_BACKEND = "config.postgres_backend"
+
+
 def database_from_url(url: str) -> dict:
     config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
     if config["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with the health check skipped for a connection just used without
+        # error (config/postgres_backend/base.py).
+        config["ENGINE"] = POSTGRES_BACKEND
         # A stuck connect must not hold a gunicorn worker forever (seconds).
         config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     return config
@@ -126,7 +132,7 @@ def replica_databases(urls: list[str]) -> dict[str, dict]:
     databases = {}
     for number, url in enumerate(urls, start=1):
         config = database_from_url(url)
-        if config["ENGINE"] != "django.db.backends.postgresql":
+        if config["ENGINE"] != POSTGRES_BACKEND:
             raise ImproperlyConfigured("DATABASE_REPLICA_URLS must be Postgres streaming standbys")
         # One second: a standby that cannot take a connection by then is treated as down and
         # the read goes to the primary, instead of the request waiting out the primary's 5 s.
@@ -150,7 +156,7 @@ else:
 # Read replicas (README "Read replicas"): reads go to a standby that has replayed the user's last
 # write, everything else to the primary. config/db_router.py is the router.
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
-if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != POSTGRES_BACKEND:
     raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
 DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
 if env.bool("DATABASE_TRANSACTION_POOLING", default=False):  # PgBouncer, pool_mode=transaction

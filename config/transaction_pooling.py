@@ -30,14 +30,15 @@ LISTENs to nothing; the replica health queries (config/replicas/health.py) are s
 
 from django.core.exceptions import ImproperlyConfigured
 
-POSTGRES = "django.db.backends.postgresql"
+# Django's backend, and the project's subclass of it (config/postgres_backend/base.py).
+POSTGRES = ("django.db.backends.postgresql", "config.postgres_backend")
 
 
 def for_transaction_pooling(databases: dict[str, dict]) -> dict[str, dict]:
     """`databases` (Django's DATABASES) changed to run through a transaction-mode pooler."""
     pooled = {}
     for alias, config in databases.items():
-        if config["ENGINE"] != POSTGRES:
+        if config["ENGINE"] not in POSTGRES:
             raise ImproperlyConfigured(
                 f"DATABASE_TRANSACTION_POOLING needs Postgres databases, not {config['ENGINE']}"
             )
