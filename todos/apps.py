@@ -22,5 +22,8 @@ class TodosConfig(AppConfig):
         cacheable_routes.register("todo-list", "todo-detail")
         direct_reads.register("todo-list", reads.direct_list)
         direct_reads.register("todo-detail", reads.direct_item)
-        # The create, performed by the gateway for a body that parses and validates.
+        # The create and the updates, performed by the gateway for a body that parses and
+        # validates.
         direct_writes.register("todo-list", "POST", writes.direct_create)
+        direct_writes.register("todo-detail", "PATCH", writes.direct_update)
+        direct_writes.register("todo-detail", "PUT", writes.direct_update)

@@ -10,7 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.config.edge.test_direct_reads import app_server, requests_counted
-from tests.factories import TokenFactory, UserFactory
+from tests.factories import TodoFactory, TokenFactory, UserFactory
 from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -164,3 +164,81 @@ def test_a_revoked_token_creates_nothing_through_the_gateway(carol):
 
     assert refused.status == 401
     assert not Todo.objects.filter(owner=user).exists()
+
+
+def django_update(server, token: str, method: str, path: str, body: dict, headers=None):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    send = getattr(client, method.lower())
+    host = server.base.removeprefix("http://")
+    return send(path, body, format="json", HTTP_HOST=host, headers=headers or {})
+
+
+def test_the_gateway_updates_exactly_as_django(carol):
+    user, token = carol
+    mine = TodoFactory(owner=user, title="old", order=1)
+    theirs = TodoFactory(owner=user, title="old", order=1)
+    path, django_path = f"/api/todos/{mine.pk}", f"/api/todos/{theirs.pk}"
+    with app_server(TODO_RESPONSE_CACHE="true") as server:
+        server.request("GET", "/api/todos", token=token)
+        patched = server.request("PATCH", path, token=token, body={"completed": True})
+        put = server.request("PUT", path, token=token, body={"title": "new", "order": None})
+        fetched = server.request("GET", path, token=token)
+        direct = requests_counted(server, "direct", route="todo-detail")
+        expected_patch = django_update(server, token, "PATCH", django_path, {"completed": True})
+        expected_put = django_update(
+            server, token, "PUT", django_path, {"title": "new", "order": None}
+        )
+
+    assert direct == 2
+    for reply, expected in ((patched, expected_patch), (put, expected_put)):
+        assert reply.status == expected.status_code == 200
+        got, wanted = reply.json(), expected.json()
+        assert {k: v for k, v in got.items() if k not in TIMES_AND_IDS} == {
+            k: v for k, v in wanted.items() if k not in TIMES_AND_IDS
+        }
+        names = {name for name in reply.headers if name not in PER_RESPONSE | {"ETag"}}
+        assert names == {name for name in expected.headers if name not in PER_RESPONSE | {"ETag"}}
+        for name in names:
+            assert reply.headers[name].lower() == expected.headers[name].lower(), name
+    assert put.json()["completed"] is True  # PUT leaves out what it does not name
+    assert fetched.json() == put.json()
+    assert fetched.headers["ETag"] == put.headers["ETag"]
+
+
+def test_what_the_gateway_does_not_update_django_answers(carol):
+    user, token = carol
+    todo = TodoFactory(owner=user, title="kept")
+    foreign = TodoFactory(owner=UserFactory(), title="foreign")
+    path = f"/api/todos/{todo.pk}"
+    with app_server(TODO_RESPONSE_CACHE="true") as server:
+        server.request("GET", "/api/todos", token=token)
+        etag = server.request("GET", path, token=token).headers["ETag"]
+        invalid = server.request("PATCH", path, token=token, body={"completed": "yes"})
+        no_title = server.request("PUT", path, token=token, body={"completed": True})
+        unknown = server.request("PATCH", path, token=token, body={"titel": "x"})
+        other = server.request(
+            "PATCH", f"/api/todos/{foreign.pk}", token=token, body={"title": "x"}
+        )
+        missing = server.request("PATCH", "/api/todos/999999", token=token, body={"title": "x"})
+        changed = server.request(
+            "PATCH", path, token=token, body={"title": "v2"}, headers={"If-Match": etag}
+        )
+        stale = server.request(
+            "PATCH", path, token=token, body={"title": "v3"}, headers={"If-Match": etag}
+        )
+        direct = requests_counted(server, "direct", route="todo-detail")
+
+    assert invalid.status == 400
+    assert "completed" in invalid.json()
+    assert no_title.status == 400
+    assert "title" in no_title.json()
+    assert unknown.status == 400
+    assert unknown.json() == {"titel": ["Unknown field."]}
+    assert other.status == missing.status == 404
+    assert changed.status == 200
+    assert stale.status == 412
+    assert direct == 1  # only the PATCH with the current ETag
+    todo.refresh_from_db()
+    foreign.refresh_from_db()
+    assert (todo.title, todo.completed, foreign.title) == ("v2", False, "foreign")
