@@ -292,7 +292,7 @@ class Sizes:
     """Client threads, and the most and the least requests each sends per fault."""
 
     clients: int = 4
-    per_client: int = 400
+    per_client: int = 150
     least: int = 60
 
 
@@ -569,8 +569,10 @@ def markdown(outcomes: list[Outcome], meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=150, help="per client and fault")
+    parser.add_argument("--clients", type=int, default=Sizes.clients)
+    parser.add_argument(
+        "--requests", type=int, default=Sizes.per_client, help="at most, per client and fault"
+    )
     parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args(argv)
     sizes = Sizes(clients=args.clients, per_client=args.requests)
