@@ -347,7 +347,8 @@ def scenario(
             reported = stack.status()["down"]
             text = stack.status_text()
             if reported:
-                assert f"DOWN: {', '.join(reported)}" in text, text
+                if f"DOWN: {', '.join(reported)}" not in text:
+                    raise RuntimeError(f"stack status did not name {reported} down\n{text}")
                 revived = next(
                     line.removeprefix("revived: ").split(", ")
                     for line in stack.revive().splitlines()
