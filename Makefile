@@ -8,7 +8,7 @@ PORT ?= 8000
 export PORT
 
 .PHONY: help runtime venv run test test-fast bench bench-quick bench-memory bench-all load lint format migrate seed demo-user schema worker beat relay clean \
-	stack stack-status stack-restart stack-down
+	stack stack-status stack-restart stack-revive stack-down bench-faults
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench-all: venv ## make bench, then the cache, read-routing and export benchmark
 	$(PY) -m bench.replica_routing
 	$(PY) -m bench.exports
 
+bench-faults: venv ## faults injected into a 3-replica stack under load: bench/results/faults.md
+	$(PY) -m bench.faults
+
 # Locust's user journey (bench/locustfile.py) against a server already running, `make stack`
 # by default: started with RATE_LIMIT_AUTH=off RATE_LIMIT_IP=off, since every Locust user comes
 # from this one IP. Report in bench/results/load.html and load_*.csv; exits 1 on any failure.
@@ -113,6 +116,9 @@ stack-status: runtime ## every stack process (pid, port, ready), Prometheus scra
 
 stack-restart: runtime ## rolling restart of the web replicas, one at a time, no failed request
 	$(PY) -m deploy.local.stack restart
+
+stack-revive: runtime ## start again every stack process found dead (a killed replica, worker, Redis ...)
+	$(PY) -m deploy.local.stack revive
 
 stack-down: runtime ## stop the whole stack (nothing left running); keeps the logs in .stack/logs
 	$(PY) -m deploy.local.stack down

@@ -3,6 +3,7 @@
     python -m deploy.local.stack start   [--dir D] [--replicas N] [--port P]
     python -m deploy.local.stack status  [--dir D] [--json]
     python -m deploy.local.stack restart [--dir D]
+    python -m deploy.local.stack revive  [--dir D]
     python -m deploy.local.stack down    [--dir D]
 
 Postgres (a primary and one streaming standby), Redis and RabbitMQ come from the launchers in
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from deploy.local._proc import ROOT, ServiceError
 from deploy.local.stack.processes import Stack
-from deploy.local.stack.restart import restart
+from deploy.local.stack.restart import restart, revive
 from deploy.local.stack.start import start
 from deploy.local.stack.status import pgbouncer_pools, print_status, scrape_targets, status
 from deploy.local.stack.teardown import down, remove_runtime_state
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     status_parser = sub.add_parser("status", help="each process's pid, port and state; replication")
     status_parser.add_argument("--json", action="store_true", help="print one JSON document")
     sub.add_parser("restart", help="rolling restart of the web replicas, no failed request")
+    sub.add_parser("revive", help="start again every process of the stack that is down")
     sub.add_parser("down", help="stop everything and remove all but the logs")
     args = parser.parse_args(argv)
 
@@ -99,13 +101,17 @@ def main(argv: list[str] | None = None) -> int:
             stack.load()
             if args.command == "restart":
                 restart(stack)
+            elif args.command == "revive":
+                revived = revive(stack, status(stack))
+                print(f"revived: {', '.join(revived)}" if revived else "nothing was down")
             elif args.json:
                 document = {
                     "dir": str(stack.dir),
                     "data_dir": str(stack.data_dir or stack.dir),
                     "url": stack.url,
                     "token": stack.state.get("token"),
-                    "processes": status(stack),
+                    "processes": (rows := status(stack)),
+                    "down": [row["name"] for row in rows if not row["alive"]],
                     "prometheus_targets": scrape_targets(stack),
                     "pgbouncer_pools": pgbouncer_pools(stack),
                 }

@@ -181,35 +181,47 @@ def _start_processes(
     stack: Stack, web_ports: list[int], worker_metrics_port: int, relay_metrics_port: int
 ) -> None:
     """The web replicas, the worker, beat and the relay, without waiting for any of them."""
-    env = stack.app_env()
     for number, web_port in enumerate(web_ports, start=1):
         stack.state["web"].append(f"web{number}")
         stack.spawn_web(f"web{number}", web_port)
+    spawn_worker(stack, worker_metrics_port)
+    spawn_beat(stack)
+    spawn_relay(stack, relay_metrics_port)
+
+
+def spawn_worker(stack: Stack, metrics_port: int) -> dict:
+    """The Celery worker, its metrics on `metrics_port` (also how `revive` starts it again)."""
     worker_metrics = stack.dir / "worker" / "metrics"
     worker_metrics.mkdir(parents=True, exist_ok=True)
-    stack.spawn(
+    return stack.spawn(
         "worker",
         worker_argv(hostname=WORKER_NAME, concurrency=WORKER_CONCURRENCY),
         {
-            **env,
-            "CELERY_METRICS_PORT": str(worker_metrics_port),
+            **stack.app_env(),
+            "CELERY_METRICS_PORT": str(metrics_port),
             "PROMETHEUS_MULTIPROC_DIR": str(worker_metrics),
         },
-        worker_metrics_port,
+        metrics_port,
     )
+
+
+def spawn_beat(stack: Stack) -> dict:
     beat_dir = stack.dir / "beat"
     beat_dir.mkdir(exist_ok=True)
     # Exactly one beat: its pidfile also refuses a second one started on this directory.
-    stack.spawn(
+    return stack.spawn(
         "beat",
         beat_argv(schedule=beat_dir / "celerybeat-schedule", pidfile=beat_dir / "celerybeat.pid"),
-        env,
+        stack.app_env(),
     )
-    stack.spawn(
+
+
+def spawn_relay(stack: Stack, metrics_port: int) -> dict:
+    return stack.spawn(
         "relay",
         relay_argv(),
-        {**env, "OUTBOX_METRICS_PORT": str(relay_metrics_port)},
-        relay_metrics_port,
+        {**stack.app_env(), "OUTBOX_METRICS_PORT": str(metrics_port)},
+        metrics_port,
     )
 
 

@@ -81,6 +81,21 @@ def status(stack: Stack) -> list[dict]:
     return rows
 
 
+def down_summary(rows: list[dict]) -> str:
+    """One line naming the processes that are dead, and those alive but not ready."""
+    dead = [row["name"] for row in rows if not row["alive"]]
+    unready = [row["name"] for row in rows if row["alive"] and not row["ready"]]
+    if not dead and not unready:
+        return "All processes up."
+    parts = []
+    if dead:
+        # Nothing restarts them on its own (no supervisor on one box).
+        parts.append(f"DOWN: {', '.join(dead)} (`make stack-revive` starts them again)")
+    if unready:
+        parts.append(f"not ready: {', '.join(unready)}")
+    return "; ".join(parts)
+
+
 def scrape_targets(stack: Stack) -> list[dict] | None:
     """Prometheus' view of each target it scrapes (`/api/v1/targets`): job, address, health
     (`up`, `down`, or `unknown` before the first scrape) and the last error; None without a
@@ -181,6 +196,7 @@ def print_status(stack: Stack, rows: list[dict]) -> int:
         print(f"{row['name']:<18} {row['pid'] or '-':>8} {row['port'] or '-':>6}  {state}")
     if "prometheus" not in stack.state["processes"]:
         print(f"{'prometheus':<18} {'-':>8} {'-':>6}  skipped (not installed)")
+    print(down_summary(rows))
     targets_up = _print_targets(scrape_targets(stack), "prometheus" in stack.state["processes"])
     pools_up = stack.pgbouncer() is None or _print_pools(pgbouncer_pools(stack))
     if "database_url" not in stack.state:
