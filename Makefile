@@ -96,7 +96,7 @@ format: venv ## apply ruff's formatting and safe fixes
 schema: venv ## write the OpenAPI 3 schema to openapi.yaml
 	$(PY) manage.py spectacular --fail-on-warn --file openapi.yaml
 
-worker: runtime ## run a Celery worker (needs CELERY_BROKER_URL; README "Deferred work")
+worker: runtime ## run a Celery worker (needs CELERY_BROKER_URL; docs/deferred-work.md)
 	$(VENV)/bin/celery -A config worker --loglevel INFO
 
 beat: runtime ## run Celery beat, exactly one per deployment (reminders, relay, housekeeping)
@@ -105,7 +105,7 @@ beat: runtime ## run Celery beat, exactly one per deployment (reminders, relay, 
 relay: runtime ## publish outbox rows to the broker, also after an outage (needs CELERY_BROKER_URL)
 	$(PY) manage.py outbox_relay
 
-# The scaled stack on one box (README "The scaled stack on one box"); deploy/local/stack/ does
+# The scaled stack on one box (docs/scaled-stack.md); deploy/local/stack/ does
 # the work. REPLICAS, PORT, STACK_DIR and STACK_PGBOUNCER (1: PgBouncer in transaction mode in
 # front of Postgres) are read from the environment.
 stack: runtime ## start the scaled stack in the background: REPLICAS=3 web replicas behind nginx on PORT

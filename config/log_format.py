@@ -39,7 +39,7 @@ def lean_records() -> None:
     """Stop collecting what no line of either format shows: the calling thread's name, the
     multiprocessing process name and the caller's file and line (a walk up the stack). The
     logging HOWTO's "Optimization" names these three switches; together they took some 10 us of
-    CPU off each request's line, measured in-process (see README "Logs")."""
+    CPU off each request's line, measured in-process (see docs/operating.md "Logs")."""
     logging.logThreads = False
     logging.logMultiprocessing = False
     logging._srcfile = None

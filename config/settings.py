@@ -153,7 +153,7 @@ else:
     _sqlite_path = env.str("DJANGO_SQLITE_PATH", default="") or BASE_DIR / "db.sqlite3"
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite_path}}
 
-# Read replicas (README "Read replicas"): reads go to a standby that has replayed the user's last
+# Read replicas (docs/read-replicas.md): reads go to a standby that has replayed the user's last
 # write, everything else to the primary. config/db_router.py is the router.
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != POSTGRES_BACKEND:
@@ -329,7 +329,7 @@ SPECTACULAR_SETTINGS = {
 TODO_PAGE_SIZE = env.int("TODO_PAGE_SIZE", default=100)
 TODO_MAX_PAGE_SIZE = env.int("TODO_MAX_PAGE_SIZE", default=1000)
 
-# --- Celery: deferred work (README "Deferred work") --------------------------------------------
+# --- Celery: deferred work (docs/deferred-work.md) --------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Task results record failures only (below), in a Redis database of their own.

@@ -2,7 +2,7 @@
 
 Such a pooler lends a server connection to a client for one transaction only; the client's next
 statement may run on another one. So nothing a client does may outlive its transaction on the
-server (README "Connection pooling (PgBouncer)"), and three things Django could do would:
+server (docs/postgres.md "Connection pooling (PgBouncer)"), and three things Django could do would:
 
 - Server-side cursors. `QuerySet.iterator()` declares a cursor `WITH HOLD` in autocommit and
   fetches from it in later statements, which may reach a server connection where the cursor does

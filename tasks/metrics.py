@@ -10,7 +10,7 @@
   relay rather than the workers: it is one or two processes where workers are many (N identical
   copies of one gauge and N queries per scrape), and its job is that backlog. When the relay
   itself is down its endpoint goes with it, so the alert on the backlog has a companion on the
-  relay's `up` (README "Metrics").
+  relay's `up` (docs/deferred-work.md "Metrics").
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ import pytest
 
 from tests.servers import clean_env, gunicorn, run_manage
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+CACHING = ROOT / "docs" / "caching.md"
 # A comment announcing an example, and the status it documents ("# create: 201, ...").
 DOCUMENTED_STATUS = re.compile(r":\s*([1-5][0-9]{2})\b")
 # A command whose output a variable keeps (`PHONE=$(curl ... | python3 -c ...)`).
@@ -100,8 +102,8 @@ def test_the_readme_examples_answer_as_documented(tmp_path):
 def test_the_if_match_example_updates_a_todo_it_creates(tmp_path):
     # given: the conditional-request example, a script of its own (it keeps shell variables)
     env, token = served_like_make_run(tmp_path)
-    text = section(README.read_text(), "## Caching, conditional requests, retries and rate limits")
-    script = re.findall(r"```sh\n(.*?)```", text, flags=re.S)[0]
+    # (docs/caching.md, the first shell block)
+    script = re.findall(r"```sh\n(.*?)```", CACHING.read_text(), flags=re.S)[0]
 
     with gunicorn(env) as server:
         # when

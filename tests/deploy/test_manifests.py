@@ -358,11 +358,11 @@ def test_a_new_image_tag_renames_the_migration_job(tmp_path):
 
 
 def test_the_release_sequences_first_apply_holds_the_job_and_not_the_app(tmp_path):
-    # README "Deploying": `kubectl apply -k ... -l 'app.kubernetes.io/component notin (...)'`
+    # docs/deploying.md: `kubectl apply -k ... -l 'app.kubernetes.io/component notin (...)'`
     # applies the configuration, PgBouncer and the Job; the app's Deployments come after the wait.
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(r"-l '(app\.kubernetes\.io/component) notin \(([a-z,-]+)\)'", readme)
-    assert match, "the release sequence's selector is in README"
+    deploying = (ROOT / "docs" / "deploying.md").read_text()
+    match = re.search(r"-l '(app\.kubernetes\.io/component) notin \(([a-z,-]+)\)'", deploying)
+    assert match, "the release sequence's selector is in docs/deploying.md"
     key, excluded = match.group(1), set(match.group(2).split(","))
     docs = render_kustomization(K8S_OVERLAYS_DIR / "production", tmp_path)
 

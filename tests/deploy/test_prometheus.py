@@ -1,5 +1,5 @@
 """The alert rules, their promtool unit tests and the Grafana dashboard, checked by promtool and
-against the README and docker-compose.yml.
+against docs/operating.md and docker-compose.yml.
 
 No database and no Django: run with
 `pytest -p no:django --noconftest tests/deploy/test_prometheus.py`. That every metric they use
@@ -161,7 +161,7 @@ def test_stack_prometheus_loads_the_alert_rules(tmp_path):
 
 
 def test_every_alert_waits_and_says_what_happened_and_where_the_runbook_is():
-    readme_anchors = github_anchors((ROOT / "README.md").read_text())
+    runbook_anchors = github_anchors((ROOT / "docs" / "operating.md").read_text())
 
     for rule in alert_rules():
         name = rule["alert"]
@@ -170,8 +170,8 @@ def test_every_alert_waits_and_says_what_happened_and_where_the_runbook_is():
         assert rule["labels"]["severity"] in {"page", "ticket"}, name
         assert annotations["summary"], name
         assert annotations["description"], name
-        assert annotations["runbook"] == f"README.md#{name.lower()}", name
-        assert name.lower() in readme_anchors, f"README has no section {name}"
+        assert annotations["runbook"] == f"docs/operating.md#{name.lower()}", name
+        assert name.lower() in runbook_anchors, f"docs/operating.md has no section {name}"
 
 
 def test_the_alerts_cover_what_an_operator_must_hear_of():

@@ -59,8 +59,9 @@ def export_start(*, export_id: int, owner_id: int | None = None) -> bool:
 # 2,000 todos make about 0.5 MB of JSON: one chunk row (one INSERT) per half megabyte keeps the
 # round trips few and the worker's memory flat whatever the export's size.
 EXPORT_BATCH_ROWS = 2000
-# A progress line every 50,000 todos: one every ~3 s at ~17,000 todos a second (README,
-# "Throughput"); an export smaller than that (most of them) logs none and counts nothing.
+# A progress line every 50,000 todos: one every ~3 s at ~17,000 todos a second
+# (docs/deferred-work.md, "Throughput"); an export smaller than that (most of them) logs none
+# and counts nothing.
 EXPORT_LOG_EVERY = 50_000
 
 
