@@ -10,11 +10,13 @@ mapping to its user must go (todos/authentication.py writes it).
 """
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import HttpResponse
@@ -25,8 +27,11 @@ from rest_framework.response import Response
 
 from config.edge import response_cache
 from config.edge.http_cache import CachedResponse
+from config.edge.redis_breaker import breaker
 from config.replicas import read_routing, sticking
 from todos.models import ApiToken
+
+logger = logging.getLogger(__name__)
 
 # How long a request waits for another request that is computing the same entry before it
 # computes the entry itself (seconds), and how often it looks.
@@ -51,6 +56,15 @@ def todos_changed(*, owner_ids: Iterable[int]) -> None:
 
 
 def _owners_changed(owner_ids: list[int]) -> None:
+    if _bump(owner_ids):
+        read_routing.users_stuck(owner_ids)
+    else:
+        pending_bumps.add(owner_ids)
+
+
+def _bump(owner_ids: list[int]) -> bool:
+    """Stick `owner_ids` to the primary's position and move their generations; False if Redis
+    did not answer."""
     # One position and one round trip to Redis for the whole commit, marks before bumps, and
     # the request's user is not stuck a second time. Before: per owner an LSN query, SET,
     # EXISTS and INCRBY, then the same LSN queried and SET again. Web CPU per create went from
@@ -60,8 +74,61 @@ def _owners_changed(owner_ids: list[int]) -> None:
     bumped = response_cache.generations_bump(
         owner_ids, first=marks, ttl=settings.DATABASE_STICKING_TTL
     )
-    if bumped and marks:
-        read_routing.users_stuck(owner_ids)
+    return bumped and bool(marks or not settings.DATABASE_REPLICA_URLS)
+
+
+class PendingBumps:
+    """Owners whose generation bump after a commit did not reach Redis (a timeout, a blip on
+    this replica's path to it), bumped again from a thread of this process as soon as Redis
+    answers.
+
+    Without it, the other replicas, which still reach Redis, would serve the owner's cached
+    responses from before the write until they expire (`TODO_RESPONSE_CACHE_TTL`), and route
+    the owner's reads by the old mark. The retry takes a fresh position for the marks: one
+    taken now is at least as far as any other replica stored since, so a mark never moves back.
+    """
+
+    RETRY_EVERY = 0.25  # seconds
+
+    def __init__(self) -> None:
+        self._owners: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, owner_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._owners.update(owner_ids)
+            if self._thread is None:
+                logger.warning("generation bump failed; retrying for owners %s", sorted(owner_ids))
+                self._thread = threading.Thread(
+                    target=self._retry, name="generation-bump-retry", daemon=True
+                )
+                self._thread.start()
+
+    def _retry(self) -> None:
+        while True:
+            time.sleep(self.RETRY_EVERY)
+            with self._lock:
+                if not self._owners:
+                    self._thread = None
+                    return
+                owners = sorted(self._owners)
+                self._owners.clear()
+            done = False
+            if breaker.allows():
+                try:
+                    done = _bump(owners)
+                finally:
+                    # This thread's own connection to the primary, if it opened one.
+                    connections.close_all()
+            if done:
+                logger.info("generation bump retried for owners %s", owners)
+            else:
+                with self._lock:
+                    self._owners.update(owners)
+
+
+pending_bumps = PendingBumps()
 
 
 def cached_or_computed(

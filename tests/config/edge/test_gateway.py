@@ -317,3 +317,38 @@ def test_a_token_is_refused_once_it_expires_even_where_a_hit_was_cached(flushed_
     assert login.status == 200
     assert fresh.status == 200
     assert [todo["title"] for todo in fresh.json()] == ["a"]
+
+
+def test_a_bump_that_missed_redis_is_retried_so_other_replicas_stop_serving_the_old_list(
+    flushed_redis, alice
+):
+    import redis
+
+    user, token = alice
+    todo = TodoFactory(owner=user, title="old")
+    with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
+        two.request("GET", "/api/todos", token=token)
+        assert two.request("GET", "/api/todos", token=token).headers["X-Cache"] == "hit"
+        one.request("GET", "/api/todos", token=token)
+
+        # given: Redis holds every write command for 1.5 s, so `one` times out on the bump
+        # after its PATCH commits, while `two` keeps the cached list
+        with redis.Redis.from_url(flushed_redis.url) as admin:
+            admin.execute_command("CLIENT", "PAUSE", "1500", "WRITE")
+        paused_at = time.monotonic()
+        patched = one.request("PATCH", f"/api/todos/{todo.pk}", token=token, body={"title": "new"})
+        time.sleep(max(0.0, 1.6 - (time.monotonic() - paused_at)))
+
+        # then: once Redis answers again, `one` bumps the generation after all: `two` stops
+        # serving the old list long before the entry would expire (60 s)
+        deadline, titles = time.monotonic() + 5, None
+        while time.monotonic() < deadline:
+            titles = [t["title"] for t in two.request("GET", "/api/todos", token=token).json()]
+            if titles == ["new"]:
+                break
+            time.sleep(0.1)
+        retried = [r for r in one.log_records() if "generation bump retried" in r["message"]]
+
+    assert patched.status == 200
+    assert titles == ["new"]
+    assert retried
