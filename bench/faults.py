@@ -52,6 +52,22 @@ from deploy.local.stack.processes import Stack
 
 # Start, restart, revive and down each take seconds; minutes mean one of them hangs.
 COMMAND_TIMEOUT = 180
+
+
+def stack_command(
+    env: dict[str, str], *args: str, timeout: float = COMMAND_TIMEOUT
+) -> subprocess.CompletedProcess:
+    """`python -m deploy.local.stack ARGS` (what `make stack*` runs) in `env`, its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.local.stack", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # A client's answer later than this counts as none (nginx gives a replica 35 s).
 ANSWER_TIMEOUT = 10.0
 # A POST is sent again with its key after a connection error or a 5xx, at most this often.
@@ -90,14 +106,7 @@ class FaultStack:
         return stack
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "deploy.local.stack", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-        )
+        return stack_command(self.env, *args)
 
     def down(self) -> None:
         self.command("down")

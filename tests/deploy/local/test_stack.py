@@ -11,7 +11,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.faults import stack_command
 from deploy.local._proc import ServiceError, cmdline, pid_alive
 from deploy.local.ports import free_port, port_open
 from deploy.local.postgres import bindir
@@ -29,7 +29,6 @@ from tests.servers import AppServer, Reply
 
 pytestmark = [pytest.mark.stack]
 
-ROOT = Path(__file__).resolve().parents[3]
 REPLICAS = 2
 # Start, restart and down each take seconds; a minute means one of them hangs.
 COMMAND_TIMEOUT = 120
@@ -45,14 +44,7 @@ class RunningStack:
     data_dir: Path | None = None
 
     def command(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "deploy.local.stack", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-        )
+        return stack_command(self.env, *args, timeout=COMMAND_TIMEOUT)
 
     def status(self) -> dict[str, dict]:
         result = self.command("status", "--json")
