@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # [text](target), not an image; the target up to the first space or closing parenthesis.
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-# Linked before it is written: the page on failure modes, which the README's "Failure modes"
-# already points at. Remove it from here once docs/failure-modes.md exists.
+
+
 def without_code(markdown: str) -> str:
     """The Markdown outside fenced blocks and inline code spans."""
     markdown = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
