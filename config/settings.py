@@ -286,9 +286,23 @@ CORS_ALLOW_HEADERS = (
     "if-match",
     "if-none-match",
     "idempotency-key",
+    "x-request-id",
     "x-requested-with",
 )
-CORS_EXPOSE_HEADERS = ("etag", "link", "location", "retry-after")
+# Every header of ours a browser client may need to read: the cache and paging headers, the
+# retry and rate-limit headers, the idempotent replay flag and the request id to quote.
+CORS_EXPOSE_HEADERS = (
+    "etag",
+    "link",
+    "location",
+    "retry-after",
+    "idempotent-replayed",
+    "x-cache",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "x-request-id",
+)
 # A day: browsers cap it lower anyway; it saves a preflight per request.
 CORS_PREFLIGHT_MAX_AGE = 86_400
 

@@ -344,6 +344,14 @@ class TestCors:
         assert response.status_code == expected
         assert response["Access-Control-Allow-Origin"] == "*"
 
+    def test_browser_clients_may_read_every_header_of_ours(self, api):
+        response = api.get("/api/todos", HTTP_ORIGIN=self.ORIGIN)
+
+        exposed = {h.strip() for h in response["Access-Control-Expose-Headers"].split(",")}
+        assert exposed >= {"etag", "link", "location", "retry-after", "idempotent-replayed"}
+        assert exposed >= {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"}
+        assert exposed >= {"x-cache", "x-request-id"}
+
     def test_unauthenticated_error_carries_allow_origin(self, db):
         response = APIClient().get("/api/todos", HTTP_ORIGIN=self.ORIGIN)
 
