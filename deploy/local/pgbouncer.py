@@ -33,15 +33,13 @@ from deploy.local._proc import (
     ServiceError,
     as_user,
     chown_tree,
-    cmdline,
     log_tail,
     pid_alive,
     spawn,
-    stop_group,
     wait_until,
 )
 from deploy.local.ports import free_port
-from deploy.local.service import LocalService, service_cli, service_dir
+from deploy.local.service import ProcessService, service_cli, service_dir
 
 # PgBouncer refuses to run as root; as root it runs as the cluster's user, like Postgres.
 USER = "postgres"
@@ -118,11 +116,12 @@ def render_config(
 
 
 @dataclass
-class PgBouncer(LocalService):
+class PgBouncer(ProcessService):
     """One pgbouncer process; stop()/start()/restart() keep the port, close() cleans up."""
 
     STATE_FILE = "pgbouncer.json"
     WHAT = "PgBouncer"
+    PROGRAM = "pgbouncer"
 
     port: int
     base_dir: Path
@@ -233,21 +232,6 @@ class PgBouncer(LocalService):
             self.stop()
             raise
         self.save()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate pgbouncer (SIGTERM: an immediate shutdown) and wait until it is gone."""
-        pid = self.pid
-        if pid is None:
-            return
-        if self._proc is not None or "pgbouncer" in cmdline(pid):
-            # Else it was loaded from a state file and the pid belongs to someone else now.
-            stop_group(pid, timeout=timeout, proc=self._proc)
-        self.pid = None
-        self._proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 def start_pgbouncer(

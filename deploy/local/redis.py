@@ -22,26 +22,25 @@ from redis.retry import Retry
 
 from deploy.local._proc import (
     ServiceError,
-    cmdline,
     log_tail,
     pid_alive,
     spawn,
-    stop_group,
     wait_until,
 )
 from deploy.local.ports import free_port
-from deploy.local.service import LocalService, port_option, service_cli, service_dir
+from deploy.local.service import ProcessService, port_option, service_cli, service_dir
 
 LOG_FILE = "redis.log"
 START_TIMEOUT = 10.0
 
 
 @dataclass
-class RedisServer(LocalService):
+class RedisServer(ProcessService):
     """One redis-server process; stop()/start()/restart() keep the port, close() cleans up."""
 
     STATE_FILE = "redis.json"
     WHAT = "redis-server"
+    PROGRAM = "redis-server"
 
     port: int
     base_dir: Path
@@ -120,21 +119,6 @@ class RedisServer(LocalService):
             self.stop()
             raise
         self.save()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Terminate the server (SIGKILL if it lingers) and wait until it is gone."""
-        pid = self.pid
-        if pid is None:
-            return
-        if self._proc is not None or "redis-server" in cmdline(pid):
-            # Else it was loaded from a state file and the pid belongs to someone else now.
-            stop_group(pid, timeout=timeout, proc=self._proc)
-        self.pid = None
-        self._proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 def start_redis(base_dir: Path | None = None, port: int | None = None) -> RedisServer:

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from deploy.local._proc import ServiceError, prepare_dir, read_state, write_state
+from deploy.local._proc import (
+    ServiceError,
+    cmdline,
+    prepare_dir,
+    read_state,
+    stop_group,
+    write_state,
+)
 
 
 class LocalService:
@@ -92,6 +99,34 @@ class LocalService:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ProcessService(LocalService):
+    """A service that is one process group: `pid` (and `_proc` when started here), whose
+    command line names `PROGRAM`."""
+
+    PROGRAM: ClassVar[str]
+
+    pid: int | None
+    _proc: Any
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the process group (SIGKILL if it lingers) and wait until it is gone."""
+        pid = self.pid
+        if pid is None:
+            return
+        if self._proc is not None or self.PROGRAM in cmdline(pid):
+            # Else it was loaded from a state file and the pid belongs to someone else now.
+            stop_group(pid, timeout=timeout, proc=self._proc)
+        self.pid = None
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
 
 @contextlib.contextmanager
