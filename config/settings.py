@@ -9,9 +9,9 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.databases import POSTGRES_BACKEND, database_from_url, replica_databases
 from config.environment import StrictEnv
 from config.log_format import log_format, logging_config
 from config.redis_databases import refuse_shared_databases
@@ -101,20 +101,6 @@ TEMPLATES = [
 CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=600)
 
 
-POSTGRES_BACKEND = "config.postgres_backend"
-
-
-def database_from_url(url: str) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=CONN_MAX_AGE, conn_health_checks=True)
-    if config["ENGINE"] == "django.db.backends.postgresql":
-        # Django's backend, with the health check skipped for a connection just used without
-        # error (config/postgres_backend/base.py).
-        config["ENGINE"] = POSTGRES_BACKEND
-        # A stuck connect must not hold a gunicorn worker forever (seconds).
-        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
-    return config
-
-
 # Milliseconds for any statement on a standby: two seconds, where API reads take milliseconds. A
 # standby can hold a lock replayed from the primary (a migration, a TRUNCATE) while its replay is
 # paused or slow, and a read would wait on it indefinitely. Cancelled, the read is taken over by
@@ -122,33 +108,8 @@ def database_from_url(url: str) -> dict:
 DATABASE_REPLICA_STATEMENT_TIMEOUT = env.int("DATABASE_REPLICA_STATEMENT_TIMEOUT", default=2000)
 
 
-def replica_databases(urls: list[str]) -> dict[str, dict]:
-    """Aliases `replica1`, `replica2`, ... for streaming standbys of the primary.
-
-    Under test a replica alias mirrors `default`: Django then creates no test database on the
-    read-only standby and never flushes it; the alias keeps its own host and port, so it reads
-    the test database as streamed from the primary, lag included.
-    """
-    databases = {}
-    for number, url in enumerate(urls, start=1):
-        config = database_from_url(url)
-        if config["ENGINE"] != POSTGRES_BACKEND:
-            raise ImproperlyConfigured("DATABASE_REPLICA_URLS must be Postgres streaming standbys")
-        # One second: a standby that cannot take a connection by then is treated as down and
-        # the read goes to the primary, instead of the request waiting out the primary's 5 s.
-        config["OPTIONS"]["connect_timeout"] = 1
-        # No per-request `SELECT 1`: a read that fails on a broken standby connection is run
-        # again on the primary (config/replicas/read_routing.py), which is what the check would
-        # have led to, and the failure takes the standby out and closes the connection.
-        config["CONN_HEALTH_CHECKS"] = False
-        config["OPTIONS"]["options"] = f"-c statement_timeout={DATABASE_REPLICA_STATEMENT_TIMEOUT}"
-        config["TEST"] = {"MIRROR": "default"}
-        databases[f"replica{number}"] = config
-    return databases
-
-
 if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
+    DATABASES = {"default": database_from_url(DATABASE_URL, conn_max_age=CONN_MAX_AGE)}
 else:
     _sqlite_path = env.str("DJANGO_SQLITE_PATH", default="") or BASE_DIR / "db.sqlite3"
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _sqlite_path}}
@@ -158,7 +119,13 @@ else:
 DATABASE_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
 if DATABASE_REPLICA_URLS and DATABASES["default"]["ENGINE"] != POSTGRES_BACKEND:
     raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a Postgres DATABASE_URL")
-DATABASES.update(replica_databases(DATABASE_REPLICA_URLS))
+DATABASES.update(
+    replica_databases(
+        DATABASE_REPLICA_URLS,
+        conn_max_age=CONN_MAX_AGE,
+        statement_timeout=DATABASE_REPLICA_STATEMENT_TIMEOUT,
+    )
+)
 if env.bool("DATABASE_TRANSACTION_POOLING", default=False):  # PgBouncer, pool_mode=transaction
     DATABASES = for_transaction_pooling(DATABASES)
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if DATABASE_REPLICA_URLS else []

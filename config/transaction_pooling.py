@@ -30,8 +30,10 @@ LISTENs to nothing; the replica health queries (config/replicas/health.py) are s
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.databases import POSTGRES_BACKEND
+
 # Django's backend, and the project's subclass of it (config/postgres_backend/base.py).
-POSTGRES = ("django.db.backends.postgresql", "config.postgres_backend")
+POSTGRES = ("django.db.backends.postgresql", POSTGRES_BACKEND)
 
 
 def for_transaction_pooling(databases: dict[str, dict]) -> dict[str, dict]:

@@ -28,8 +28,9 @@ else:
     TEST_REDIS = None
 os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
 
+from config.databases import database_from_url, replica_databases
 from config.settings import *  # noqa: F403
-from config.settings import database_from_url, env, replica_databases
+from config.settings import CONN_MAX_AGE, DATABASE_REPLICA_STATEMENT_TIMEOUT, env
 
 _url = os.environ.get("TEST_DATABASE_URL")
 if not _url:
@@ -47,7 +48,14 @@ else:
     TEST_CLUSTER = None
     _replica_urls = env.list("TEST_DATABASE_REPLICA_URLS", default=[])
 
-DATABASES = {"default": database_from_url(_url), **replica_databases(_replica_urls)}
+DATABASES = {
+    "default": database_from_url(_url, conn_max_age=CONN_MAX_AGE),
+    **replica_databases(
+        _replica_urls,
+        conn_max_age=CONN_MAX_AGE,
+        statement_timeout=DATABASE_REPLICA_STATEMENT_TIMEOUT,
+    ),
+}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"] if _replica_urls else []
 
 # Hashing with PBKDF2's full work factor would dominate a suite that creates many users.
