@@ -522,14 +522,29 @@ def worker_kill(stack: FaultStack, sizes: Sizes, todos: int = EXPORT_TODOS) -> O
             "duplicated_chunks": chunks - distinct,
         }
 
+    def blocked_on_chunks() -> bool:
+        # The task's transaction waits for the lock below: it has claimed the export and is
+        # about to write its file.
+        rows = stack.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query ILIKE %s",
+            ("%todos_exportchunk%",),
+        )
+        return rows[0][0] > 0
+
     def inject(load: Load) -> dict:
         worker = stack.status()["processes"]["worker"]
-        export["id"] = _request_export(stack, token)
-        wait_until(
-            lambda: status() != "pending", timeout=60, what="the export to start", interval=0.005
-        )
-        export["killed_while"] = status()
-        kill_group(worker["pid"])
+        # An export of 10,000 todos takes well under a second: to kill the worker while it
+        # builds one, and not a moment after, its chunk writes wait for a lock this holds
+        # until the worker is dead. What the kill interrupts is the same as without the lock:
+        # an open transaction holding the export's row lock.
+        with psycopg.connect(stack.state["database_url"]) as hold:
+            hold.execute("LOCK TABLE todos_exportchunk IN SHARE MODE")
+            export["id"] = _request_export(stack, token)
+            wait_until(blocked_on_chunks, timeout=60, what="the export to start", interval=0.02)
+            export["killed_while"] = status()
+            kill_group(worker["pid"])
+            hold.rollback()
         return {"after": done_once}
 
     return scenario(stack, "worker kill -9 mid-task", sizes, inject)
