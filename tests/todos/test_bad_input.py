@@ -6,6 +6,7 @@ import pytest
 
 from tests.factories import TodoFactory
 from todos.models import Todo
+from todos.serializers import TodoSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +142,19 @@ def test_invalid_query_parameters_are_400_naming_the_parameter(api, query, param
 
     assert response.status_code == 400
     assert param in response.json()
+
+
+def test_serializers_validating_at_once_keep_their_own_fields_and_errors():
+    # The serializer's fields are copied from ones built once per process (todos/serializers.py):
+    # serializers alive together, as in a worker's threads, must not see each other's state.
+    bad = TodoSerializer(data={"title": "", "order": "x"})
+    good = TodoSerializer(data={"title": " fine ", "order": 7}, partial=True)
+
+    assert not bad.is_valid()
+    assert good.is_valid(), good.errors
+    assert sorted(bad.errors) == ["order", "title"]
+    assert good.validated_data == {"title": "fine", "order": 7}
+    assert bad.fields["title"] is not good.fields["title"]
+    assert bad.fields["title"].parent is bad
+    assert good.fields["title"].parent is good
+    assert TodoSerializer(data={"title": "again"}).is_valid()
