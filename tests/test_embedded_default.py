@@ -40,11 +40,21 @@ def test_gunicorn_serves_the_api_on_sqlite(embedded_env):
 
     with gunicorn(embedded_env) as server:
         created = server.request("POST", "/api/todos", token=token, body={"title": "it works"})
+        item = f"/api/todos/{created.json()['id']}"
+        # SQLite's UPDATE ... RETURNING, its dates converted as a read converts them.
+        patched = server.request(
+            "PATCH", item, token=token, body={"due_at": "2027-01-02T03:04:05Z", "order": 2}
+        )
+        fetched = server.request("GET", item, token=token)
         listing = server.request("GET", "/api/todos", token=token)
         anonymous = server.request("GET", "/api/todos")
 
     assert created.status == 201
     assert created.headers["Location"] == f"{server.base}/api/todos/{created.json()['id']}"
+    assert patched.status == 200
+    assert patched.json() == fetched.json()
+    assert (patched.json()["due_at"], patched.json()["order"]) == ("2027-01-02T03:04:05Z", 2)
+    assert patched.headers["ETag"] == fetched.headers["ETag"]
     assert listing.status == 200
     assert [todo["title"] for todo in listing.json()] == ["it works"]
     assert anonymous.status == 401

@@ -172,6 +172,57 @@ def test_patch_changes_only_the_given_fields_and_returns_the_whole_todo(api):
     assert (todo.title, todo.completed, todo.order) == ("old", True, 1)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_update_answers_the_todo_exactly_as_the_next_get_shows_it(api):
+    # Committed for real, so that each write moves the cache generation as in production.
+    # Without If-Match an update is one UPDATE ... RETURNING: the row it answers with must be
+    # the row as stored, every field converted as a read converts it.
+    todo = TodoFactory(owner=api.user, title="old", order=3)
+    url = f"/api/todos/{todo.id}"
+
+    patched = api.patch(
+        url, {"title": "Ünïcode ✓", "due_at": "2027-01-02T03:04:05.678Z"}, format="json"
+    )
+    after_patch = api.get(url)
+    put = api.put(
+        url, {"title": "whole", "completed": True, "order": None, "due_at": None}, format="json"
+    )
+    after_put = api.get(url)
+
+    assert patched.status_code == 200
+    assert patched.json() == after_patch.json()
+    assert patched["ETag"] == after_patch["ETag"]
+    assert patched.json()["due_at"] == "2027-01-02T03:04:05.678000Z"
+    assert patched.json()["order"] == 3
+    assert put.status_code == 200
+    assert put.json() == after_put.json()
+    assert put["ETag"] == after_put["ETag"]
+    assert put.json()["updated_at"] > patched.json()["updated_at"]
+    assert (put.json()["completed"], put.json()["order"], put.json()["due_at"]) == (
+        True,
+        None,
+        None,
+    )
+
+
+def test_an_invalid_update_of_a_missing_todo_is_404_and_of_ones_own_a_400_naming_the_field(
+    api, other_api
+):
+    todo = TodoFactory(owner=api.user, title="mine")
+    url = f"/api/todos/{todo.id}"
+
+    foreign = other_api.patch(url, {"order": "soon"}, format="json")
+    missing = api.patch("/api/todos/999999", {"order": "soon"}, format="json")
+    own = api.patch(url, {"order": "soon"}, format="json")
+
+    assert foreign.status_code == 404
+    assert missing.status_code == 404
+    assert own.status_code == 400
+    assert list(own.json()) == ["order"]
+    todo.refresh_from_db()
+    assert (todo.title, todo.order) == ("mine", None)
+
+
 def test_put_replaces_the_todo(api):
     todo = TodoFactory(owner=api.user, title="old", order=1)
 

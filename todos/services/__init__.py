@@ -47,6 +47,7 @@ from todos.services.todos import (
     todo_operator_update,
     todo_update,
     todo_update_checked,
+    todo_update_owned,
     todos_delete,
     todos_set_completed,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "todo_remind",
     "todo_update",
     "todo_update_checked",
+    "todo_update_owned",
     "todos_delete",
     "todos_seed",
     "todos_set_completed",
