@@ -5,6 +5,7 @@ moves the owners' cache generations (`todos_changed`) and, when completion chang
 their statistics (`todo_completion_changed`).
 """
 
+import functools
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from datetime import datetime
@@ -68,10 +69,14 @@ def todo_operator_update(*, todo_id: int, changes: dict) -> Todo:
     return _todo_apply(todo=todo, changes=changes, writable=TODO_OPERATOR_FIELDS)
 
 
-def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
+def _check_writable(changes: dict, writable: Iterable[str]) -> None:
     unknown = set(changes) - set(writable)
     if unknown:
         raise ValueError(f"not writable: {sorted(unknown)}")
+
+
+def _todo_apply(*, todo: Todo, changes: dict, writable: Iterable[str]) -> Todo:
+    _check_writable(changes, writable)
     owner_id = todo.owner_id
     for field, value in changes.items():
         setattr(todo, field, value)
@@ -156,9 +161,7 @@ def todo_update_owned(*, owner_id: int, todo_id: int, changes: dict) -> Todo:
     Before (`todo_update_checked` with no `If-Match`): BEGIN, SELECT ... FOR UPDATE, UPDATE
     and COMMIT, four round trips to the primary and the ORM's work for each.
     """
-    unknown = set(changes) - set(TODO_WRITABLE_FIELDS)
-    if unknown:
-        raise ValueError(f"not writable: {sorted(unknown)}")
+    _check_writable(changes, TODO_WRITABLE_FIELDS)
     values = {**changes, "updated_at": timezone.now()}
     with transaction.atomic() if "completed" in changes else nullcontext():
         todo = _update_returning(owner_id=owner_id, todo_id=todo_id, values=values)
@@ -175,18 +178,7 @@ def _update_returning(*, owner_id: int, todo_id: int, values: dict) -> Todo | No
     row as it is now, through the fields' own conversions as the ORM would load it; None when
     no row matched. Django's `QuerySet.update` returns a count only."""
     connection = connections[DEFAULT_DB_ALIAS]
-    meta = Todo._meta
-    quote = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in values]
-    returned = meta.concrete_fields
-    # Names are the model's own, quoted; every value is a parameter.
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-    owner, pk = quote(meta.get_field("owner").column), quote(meta.pk.column)
-    columns = ", ".join(quote(field.column) for field in returned)
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
-        f"WHERE {owner} = %s AND {pk} = %s RETURNING {columns}"
-    )
+    sql, fields, loaders = _update_statement(connection.vendor, tuple(values))
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, owner_id, todo_id])
@@ -194,14 +186,39 @@ def _update_returning(*, owner_id: int, todo_id: int, values: dict) -> Todo | No
     if row is None:
         return None
     loaded = []
-    for field, value in zip(returned, row, strict=True):
-        column = field.get_col(meta.db_table)
-        for convert in connection.ops.get_db_converters(column) + column.get_db_converters(
-            connection
-        ):
+    for value, (column, converters) in zip(row, loaders, strict=True):
+        for convert in converters:
             value = convert(value, column, connection)
         loaded.append(value)
-    return Todo.from_db(DEFAULT_DB_ALIAS, [field.attname for field in returned], loaded)
+    return Todo.from_db(DEFAULT_DB_ALIAS, RETURNED_ATTNAMES, loaded)
+
+
+RETURNED_ATTNAMES = [field.attname for field in Todo._meta.concrete_fields]
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(vendor: str, names: tuple[str, ...]) -> tuple[str, list, list]:
+    """The UPDATE ... RETURNING of the fields `names` on the default database (of `vendor`, the
+    cache's key), the fields, and each returned column with its converters: built once per set
+    of fields, not once per request."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    meta = Todo._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in names]
+    # Names are the model's own, quoted; every value is a parameter.
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    owner, pk = quote(meta.get_field("owner").column), quote(meta.pk.column)
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "  # noqa: S608
+        f"WHERE {owner} = %s AND {pk} = %s RETURNING {columns}"
+    )
+    loaders = []
+    for field in meta.concrete_fields:
+        column = field.get_col(meta.db_table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        loaders.append((column, converters))
+    return sql, fields, loaders
 
 
 @transaction.atomic
