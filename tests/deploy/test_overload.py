@@ -4,9 +4,11 @@ what they run at once and then at four times what nginx admits.
 
 Under overload every answer is a 2xx or a refusal with Retry-After (nginx's 503, or a rate
 limit's 429); a POST with an Idempotency-Key that got a 2xx was written exactly once and one
-refused with 503 not at all; and what is accepted is answered in about its usual time instead of
-queueing. Around it, the failures the same config must keep telling apart: a replica that refuses
-connections, one that takes a POST and dies, and no replica at all.
+refused with 503 not at all; and what is accepted is answered without queueing: its median is a
+fraction of what the same overload gets through nginx with no bound, measured in the same run (a
+ratio, not a ceiling in milliseconds: the machine is shared). Around it, the failures the same
+config must keep telling apart: a replica that refuses connections, one that takes a POST and
+dies, and no replica at all.
 
 The load generator is asyncio in this process: one keep-alive connection per client, each
 client sending its next request as soon as it has the answer to the last one (a closed loop), so
@@ -58,9 +60,12 @@ OVERLOAD_SECONDS, OVERLOAD_REQUESTS = 4.0, 12_000
 # test's clients come back sooner so the few seconds keep the replicas saturated, and they do
 # not spin on refusals that come back within milliseconds.
 REFUSED_PAUSE = 0.05
-# The one timing assertion, a ceiling on loopback: behind the bound a request waits for at most
-# a few others, where without it each of 48 clients waits for every request ahead of it.
-ACCEPTED_P99_CEILING = 0.250
+# The one timing assertion, ratios in one run: behind the bound an accepted request waits for at
+# most half a request per thread (MAX_CONNS = 1.5 x threads), where without it each of the
+# overload's clients waits for every request ahead of it (4 x 1.5 = 6 per thread). The medians'
+# ratio measured 0.21-0.26 on a 2-core box (p99s: 0.43-0.53, the tail being the machine's noise);
+# a bound that did nothing would make both about 1.
+BOUNDED_MEDIAN_SHARE = 0.5
 # An answer later than this counts as none; nginx itself gives a replica 35 s.
 ANSWER_TIMEOUT = 10.0
 # The reader's list (one page, from the response cache after the first read).
@@ -243,8 +248,9 @@ def replicas(django_db_setup) -> Iterator[list[Gunicorn]]:
 
 
 @contextlib.contextmanager
-def proxy(upstreams: list[int]) -> Iterator[Nginx]:
-    """nginx with the deployment's config over `upstreams` (ports), each bounded by MAX_CONNS.
+def proxy(upstreams: list[int], max_conns: int = MAX_CONNS) -> Iterator[Nginx]:
+    """nginx with the deployment's config over `upstreams` (ports), each bounded by `max_conns`
+    (0: no bound, nginx's own meaning of it).
 
     A directory made under the system's temporary directory: run as root, nginx's workers are
     `nobody` and must be able to enter it (deploy/local/nginx.py)."""
@@ -253,7 +259,7 @@ def proxy(upstreams: list[int]) -> Iterator[Nginx]:
     server = Nginx(prefix, port)
     try:
         server.prepare()
-        server.configure(render_template(port, [(u, False) for u in upstreams], MAX_CONNS))
+        server.configure(render_template(port, [(u, False) for u in upstreams], max_conns))
         server.start(log=prefix / "nginx.log")
         server.wait_ready()
         yield server
@@ -329,11 +335,19 @@ def test_an_overloaded_tier_sheds_what_it_cannot_take_fast_and_loses_no_write(re
         )
         overload_seconds = time.monotonic() - started
         logged = access_log(nginx)
+    # and the same overload through nginx with no bound, for comparison
+    with proxy([server.port for server in replicas], max_conns=0) as nginx:
+        started = time.monotonic()
+        unbounded = drive(
+            nginx.port, workload, OVERLOAD_CLIENTS, OVERLOAD_SECONDS, OVERLOAD_REQUESTS
+        )
+        unbounded_seconds = time.monotonic() - started
 
     with capsys.disabled():
         print(f"\nbound: {MAX_CONNS} per replica, {ADMITTED} over {REPLICAS} replicas")
         print(summary(f"capacity ({RUNNING} clients)", measured, measured_seconds))
         print(summary(f"overload ({OVERLOAD_CLIENTS} clients)", overload, overload_seconds))
+        print(summary("the same with no bound", unbounded, unbounded_seconds))
 
     # then at its capacity the tier took everything
     assert measured
@@ -350,14 +364,20 @@ def test_an_overloaded_tier_sheds_what_it_cannot_take_fast_and_loses_no_write(re
     assert all(o.headers["retry-after"] == "1" for o in refusals if o.status == 503)
     accepted = [o for o in overload if 200 <= o.status < 300]
     assert accepted
-    # and what it accepted was answered without queueing behind what it refused
-    assert percentile([o.seconds for o in accepted], 0.99) <= ACCEPTED_P99_CEILING
+    # and what it accepted was answered without queueing behind what it refused: a fraction of
+    # the wait the same overload gets when nginx lets every request through
+    assert unbounded
+    assert all(200 <= o.status < 300 for o in unbounded), Counter(o.status for o in unbounded)
+    bounded = [o.seconds for o in accepted]
+    everything = [o.seconds for o in unbounded]
+    assert percentile(bounded, 0.5) <= BOUNDED_MEDIAN_SHARE * percentile(everything, 0.5)
+    assert percentile(bounded, 0.99) <= percentile(everything, 0.99)
     # and every 503 was nginx shedding, none a replica failing
     assert Counter(line["reason"] for line in logged) == {"shed": statuses[503]}
 
     # then every create that was accepted exists once, and none that was refused exists
     created = Counter(Todo.objects.filter(owner=writer).values_list("title", flat=True))
-    creates = [o for o in measured + overload if o.kind == "create"]
+    creates = [o for o in measured + overload + unbounded if o.kind == "create"]
     accepted_keys = {o.key for o in creates if 200 <= o.status < 300}
     refused_keys = {o.key for o in creates if o.status == 503}
     assert accepted_keys
