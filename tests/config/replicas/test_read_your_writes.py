@@ -159,3 +159,27 @@ def test_reads_count_per_alias(cluster):
         replica_health().aliases = settings_aliases
     after = REGISTRY.get_sample_value("todo_scale_db_reads_total", {"alias": "replica1"})
     assert after == before + 1
+
+
+def test_with_the_response_cache_on_a_create_marks_its_writer_past_its_commit(
+    cluster, queries, settings
+):
+    # The generation bump stores the marks then, in its one round trip to Redis.
+    settings.TODO_RESPONSE_CACHE = True
+    alice = reader("alice")
+    pause_replay(cluster)
+
+    created = alice.post("/api/todos", {"title": "mine"}, format="json")
+
+    assert created.status_code == 201
+    mark = sticking.write_location(alice.user.pk)
+    assert mark is not None
+    (primary_lsn,) = cluster.execute("SELECT pg_current_wal_lsn()::text")[0]
+    assert mark <= parse_lsn(primary_lsn)
+    # so alice's next read, which misses the cache (a new generation), is the primary's
+    with queries() as reads:
+        listed = alice.get("/api/todos")
+    assert [todo["title"] for todo in listed.json()] == ["mine"]
+    assert reads.todo_reads("default") == 1
+    assert reads.replica_todo_reads() == 0
+    resume_replay(cluster)
