@@ -35,6 +35,12 @@ GATEWAY_RESPONSES = Counter(
     "Requests answered by the gateway itself, by outcome",
     ["outcome"],
 )
+# Each outcome's series, made once: `labels()` on every request validated and locked each time,
+# and a series that exists from the start reads 0 rather than missing until its first request.
+ANSWERED = {
+    outcome: GATEWAY_RESPONSES.labels(outcome)
+    for outcome in ("hit", "not_modified", "rate_limited")
+}
 
 STATUS_TEXT = {
     200: "200 OK",
@@ -93,14 +99,14 @@ class Gateway:
         limits = ratelimit.limits_for(environ, digest, self.rates)
         gate = redis_call(
             "gate",
-            lambda: response_cache.gate(token, signature, limits, self.mark_prefix),
+            lambda: response_cache.gate(digest, signature, limits, self.mark_prefix),
             fallback=None,
         )
         if gate is None:
             return self.application(environ, start_response)
         verdict = ratelimit.verdict(limits, gate.limits)
         if not verdict.allowed:
-            GATEWAY_RESPONSES.labels("rate_limited").inc()
+            ANSWERED["rate_limited"].inc()
             environ[OUTCOME] = "rate_limited"
             environ[USER_ID] = gate.user_id
             body = json.dumps(
@@ -113,10 +119,10 @@ class Gateway:
             environ[ROUTE] = route
             environ[USER_ID] = gate.user_id
             if cached.not_modified(environ.get("HTTP_IF_NONE_MATCH")):
-                GATEWAY_RESPONSES.labels("not_modified").inc()
+                ANSWERED["not_modified"].inc()
                 environ[OUTCOME] = "not_modified"
                 return self.respond(start_response, environ, 304, b"", headers)
-            GATEWAY_RESPONSES.labels("hit").inc()
+            ANSWERED["hit"].inc()
             environ[OUTCOME] = "hit"
             return self.respond(start_response, environ, 200, cached.body, headers)
         environ["todo_scale.gate"] = gate

@@ -17,6 +17,7 @@ server's latency. The layers below leave what only they know in the WSGI environ
 answers, `RouteMiddleware` for Django's.
 """
 
+import functools
 import logging
 import time
 
@@ -78,6 +79,17 @@ PROBES = {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}
 OTHER = "other"
 
 
+@functools.cache
+def _series(route: str, method: str, status_class: str, outcome: str) -> tuple:
+    """The request counter's and the duration histogram's series of one kind of response, each
+    looked up once per process: `labels()` validates and locks on every call. The label values
+    are bounded (URL names, METHODS, status classes, outcomes), and so is this cache."""
+    return (
+        REQUESTS.labels(route, method, f"{status_class}xx", outcome),
+        DURATION.labels(route, method, outcome),
+    )
+
+
 def url_name(path: str) -> str:
     """The URL name `path` resolves to, else "other" (never the path: it holds ids)."""
     if path in PROBES:
@@ -122,8 +134,9 @@ class RequestTelemetry:
         method = method if method in METHODS else OTHER
         outcome = environ.get(OUTCOME, DJANGO)
         route = environ.get(ROUTE) or url_name(environ.get("PATH_INFO", ""))
-        REQUESTS.labels(route, method, f"{status[0]}xx", outcome).inc()
-        DURATION.labels(route, method, outcome).observe(elapsed)
+        counted, timed = _series(route, method, status[0], outcome)
+        counted.inc()
+        timed.observe(elapsed)
         if not logger.isEnabledFor(logging.INFO):
             return
         code = int(status[:3])

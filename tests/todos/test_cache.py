@@ -21,6 +21,12 @@ from todos import services
 from todos.cache import cached_or_computed
 from todos.models import Todo
 
+
+def gate_for(token: str, signature, limits, mark_prefix: str = ""):
+    """The gateway's gate for a request bearing `token`."""
+    return response_cache.gate(response_cache.token_digest(token), signature, limits, mark_prefix)
+
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -178,11 +184,11 @@ def test_concurrent_misses_compute_once(user):
 def test_revoked_token_is_forgotten_at_once(api):
     token = api.token
     api.get("/api/todos")
-    assert response_cache.gate(token.key, None, []).user_id == api.user.pk
+    assert gate_for(token.key, None, []).user_id == api.user.pk
 
     token.delete()
 
-    assert response_cache.gate(token.key, None, []).user_id is None
+    assert gate_for(token.key, None, []).user_id is None
     assert api.get("/api/todos").status_code == 401
 
 
@@ -193,7 +199,7 @@ def test_deactivated_user_tokens_are_forgotten(api):
     api.user.is_active = False
     api.user.save()
 
-    assert response_cache.gate(token.key, None, []).user_id is None
+    assert gate_for(token.key, None, []).user_id is None
 
 
 def test_unknown_tokens_are_never_cached(db):
@@ -203,7 +209,7 @@ def test_unknown_tokens_are_never_cached(db):
     client.credentials(HTTP_AUTHORIZATION="Token no-such-token")
 
     assert client.get("/api/todos").status_code == 401
-    assert response_cache.gate("no-such-token", None, []).user_id is None
+    assert gate_for("no-such-token", None, []).user_id is None
 
 
 def token_ttl_ms(token) -> int:
@@ -218,7 +224,7 @@ def test_the_mapping_expires_when_the_token_does(user):
 
     assert api.get("/api/todos").status_code == 200
 
-    assert response_cache.gate(api.token.key, None, []).user_id == user.pk
+    assert gate_for(api.token.key, None, []).user_id == user.pk
     assert 28_000 < token_ttl_ms(api.token) <= 30_000
 
 
@@ -247,8 +253,8 @@ def test_logout_and_logout_all_leave_tombstones(user):
 
     assert phone.post("/api/auth/logout").status_code == 204
 
-    assert response_cache.gate(phone.token.key, None, []).user_id is None
-    assert response_cache.gate(laptop.token.key, None, []).user_id == user.pk
+    assert gate_for(phone.token.key, None, []).user_id is None
+    assert gate_for(laptop.token.key, None, []).user_id == user.pk
 
     assert laptop.post("/api/auth/logout-all").status_code == 204
 
@@ -289,11 +295,11 @@ def test_the_gate_reads_the_users_read_your_writes_mark(api):
     token = api.token
     api.get("/api/todos")
     prefix = sticking.mark_key("")
-    assert response_cache.gate(token.key, None, [], prefix).mark == ""
-    assert response_cache.gate(token.key, None, []).mark is None
+    assert gate_for(token.key, None, [], prefix).mark == ""
+    assert gate_for(token.key, None, []).mark is None
 
     cache.set(sticking.mark_key(api.user.pk), "0/1A2B", timeout=30)
-    gate = response_cache.gate(token.key, None, [], prefix)
+    gate = gate_for(token.key, None, [], prefix)
 
     assert gate.mark == "0/1A2B"
     assert sticking.write_location(api.user.pk, gate) == 0x1A2B
