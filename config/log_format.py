@@ -55,7 +55,7 @@ def logging_config(*, fmt: str, level: str, request_ids: bool = True) -> dict:
     lean_records()
     if fmt == "json":
         formatter = {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",
             "fmt": JSON_FIELDS,
             "rename_fields": JSON_RENAMED,
             # ISO 8601 in UTC with microseconds, like every timestamp of the API.
