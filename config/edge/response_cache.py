@@ -126,24 +126,27 @@ def gate_enabled() -> bool:
 
 
 @dataclass(frozen=True)
-class _GateTarget:
-    """Where the gate runs, looked up once per process instead of on every request (the lookups
-    were some 8 % of a cache hit's Python time on granian, profiled under load): the cache's
-    client, the gate as a registered script (EVALSHA sends its hash, not its text, and reloads
-    it by itself after a Redis restart), the key prefix and the cache's database."""
+class _Target:
+    """Where the request path's scripts run, looked up once per process instead of on every
+    request (the lookups were some 8 % of a cache hit's Python time on granian, profiled under
+    load): the cache's client, the gate and the bump as registered scripts (EVALSHA sends a
+    hash, not the text, and reloads the script by itself after a Redis restart), the key prefix
+    and the cache's database."""
 
     client: object
-    script: object
+    gate: object
+    bump: object
     prefix: str
     cache_db: int
 
 
 @functools.cache
-def _gate_target() -> _GateTarget:
+def _target() -> _Target:
     client = _client()
-    return _GateTarget(
+    return _Target(
         client=client,
-        script=client.register_script(GATE_SCRIPT),
+        gate=client.register_script(GATE_SCRIPT),
+        bump=client.register_script(BUMP_SCRIPT),
         prefix=_prefix(),
         cache_db=client.connection_pool.connection_kwargs.get("db", 0),
     )
@@ -154,22 +157,36 @@ _thread = threading.local()
 
 def _thread_client(client):
     """A client of `client`'s pool that holds one connection of it for this thread (redis-py's
-    `Redis.client()`): each gate then skips taking a connection from the pool and giving it
-    back, another 5-7 % of a hit's Python time. Its connection reconnects by itself after a
-    Redis restart; a server's threads are few and long-lived (gunicorn's and granian's), and a
-    thread's client and connection go back to the pool when the thread ends. A restart costs
-    each held connection one failed command, which `gate` sends again."""
+    `Redis.client()`): a script then skips taking a connection from the pool and giving it
+    back, another 5-7 % of a hit's Python time. A server's threads are few and long-lived
+    (gunicorn's and granian's), and a thread's client and connection go back to the pool when
+    the thread ends."""
     held = getattr(_thread, "client", None)
     if held is None or held.connection_pool is not client.connection_pool:
         held = _thread.client = client.client()
     return held
 
 
+def _run(script: str, keys: list, args: list):
+    """Run the script named `script` ("gate" or "bump") on this thread's connection.
+
+    A held connection is not checked before each use, as the pool checks one it hands out:
+    after a Redis restart it fails once (and redis-py closes it). So once more, on a new
+    connection; if Redis is still away that fails too and the caller's breaker takes over."""
+    target = _target()
+    client = _thread_client(target.client)
+    registered = getattr(target, script)
+    try:
+        return registered(keys=keys, args=args, client=client)
+    except RedisConnectionError:
+        return registered(keys=keys, args=args, client=client)
+
+
 @receiver(setting_changed)
 def _cache_settings_changed(*, setting: str, **kwargs) -> None:
-    """A test that points CACHES elsewhere gets a gate that follows it."""
+    """A test that points CACHES elsewhere gets scripts that follow it."""
     if setting == "CACHES":
-        _gate_target.cache_clear()
+        _target.cache_clear()
 
 
 def _client():
@@ -222,7 +239,7 @@ def gate(
 
     With `mark_prefix` (the mark's key without the user id) the user's mark is read too.
     """
-    target = _gate_target()
+    target = _target()
     argv = [
         target.prefix,
         target.cache_db,
@@ -233,15 +250,7 @@ def gate(
     ]
     for limit in limits:
         argv += [limit.key, limit.rate.window * 1_000_000, limit.rate.limit]
-    client = _thread_client(target.client)
-    try:
-        reply = target.script(keys=[], args=argv, client=client)
-    except RedisConnectionError:
-        # A held connection is not checked before each use, as the pool checks one it hands
-        # out: after a Redis restart it fails once (and redis-py closes it). Once more, on a
-        # new connection; if Redis is still away this fails too and the breaker takes over.
-        reply = target.script(keys=[], args=argv, client=client)
-    uid, gen, entry, judged, mark = reply
+    uid, gen, entry, judged, mark = _run("gate", [], argv)
     return GateResult(
         user_id=int(uid) if uid else None,
         generation=gen.decode() if gen else None,
@@ -337,11 +346,6 @@ return 1
 """
 
 
-@functools.cache
-def _bump_script(client):
-    return client.register_script(BUMP_SCRIPT)
-
-
 def generations_bump(
     user_ids: Iterable[int], *, first: Mapping[str, bytes] | None = None, ttl: float = 0
 ) -> bool:
@@ -355,8 +359,7 @@ def generations_bump(
     args = [int(ttl * 1000), time.time_ns() // 1000, *first.values()]
 
     def bump() -> bool:
-        client = _client()
-        return bool(_bump_script(client)(keys=keys, args=args, client=client))
+        return bool(_run("bump", keys, args))
 
     return redis_call("generation_bump", bump, False)
 
