@@ -148,11 +148,16 @@ class KeysetPagination:
         page = queryset.values(*fields).order_by(*self.ordering.order_by())
         return page[: self.limit + 1]
 
-    def finish(self, rows: list[dict]) -> list[dict]:
-        """The page from the query's rows, noting whether there is a next one and the last."""
+    def finish(self, rows: list, columns: Sequence[str] | None = None) -> list:
+        """The page from the query's rows, noting whether there is a next one and the last.
+
+        With `columns`, the rows are tuples of those columns, as a cursor fetches them: only
+        the last becomes a dictionary, for the next page's cursor."""
         self.has_next = len(rows) > self.limit
         rows = rows[: self.limit]
         self.last = rows[-1] if rows else None
+        if columns is not None and self.last is not None:
+            self.last = dict(zip(columns, self.last, strict=True))
         return rows
 
     def next_link(self) -> str | None:

@@ -32,6 +32,7 @@ from todos.representation import (
     COLUMNS,
     json_array,
     json_rows_supported,
+    json_text_array,
     todo_instance_representation,
     todo_json_item,
     todo_json_rows,
@@ -108,9 +109,12 @@ def page_statement(key: str, descending: bool, after: str, limit: int) -> tuple[
     return sql, tuple(params)
 
 
-def owner_page(pagination: KeysetPagination, owner_id: int, prefix: str) -> list[dict]:
-    """The page `pagination` was started on, of `owner_id`'s todos, as `todo_json_rows`
-    rows: exactly `pagination.paginate(todo_json_rows(...), ...)`, without the ORM's work."""
+def owner_page(pagination: KeysetPagination, owner_id: int, prefix: str) -> list[str]:
+    """The page `pagination` was started on, of `owner_id`'s todos, as the JSON text of each
+    todo: exactly the `json` of `pagination.paginate(todo_json_rows(...), ...)`'s rows, without
+    the ORM's work. The rows stay the cursor's tuples (only the last becomes a dictionary, for
+    the next page's cursor): a dictionary for each of 100 rows was some 70 of an uncached
+    list's 860 µs in process."""
     if pagination.after is None:
         shape, replace = "first", {}
     else:
@@ -126,8 +130,9 @@ def owner_page(pagination: KeysetPagination, owner_id: int, prefix: str) -> list
     with connections[router.db_for_read(Todo)].cursor() as cursor:
         cursor.execute(sql, params)
         names = [column.name for column in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    return pagination.finish(rows)
+        rows = pagination.finish(cursor.fetchall(), names)
+    at = names.index("json")
+    return [row[at] for row in rows]
 
 
 def _bound(param, replace: dict):
@@ -146,7 +151,7 @@ def owner_page_response(owner_id: int, request: HttpRequest) -> CachedResponse:
         return page_response(selectors.todo_list(owner=owner_id), request)
     pagination = KeysetPagination()
     pagination.start(request.GET, request.build_absolute_uri())
-    body = json_array(owner_page(pagination, owner_id, todo_url_prefix(request)))
+    body = json_text_array(owner_page(pagination, owner_id, todo_url_prefix(request)))
     return CachedResponse(body_etag(body), pagination.next_link() or "", body)
 
 

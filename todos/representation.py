@@ -11,6 +11,7 @@ encodes them again; it joins the texts. The same test proves the bytes equal DRF
 """
 
 import functools
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db import connections, router
@@ -125,4 +126,9 @@ def _todo_item_sql() -> str:
 
 def json_array(rows: list[dict]) -> bytes:
     """The page's body from rows of `todo_json_rows`."""
-    return ("[" + ",".join(row["json"] for row in rows) + "]").encode()
+    return json_text_array(row["json"] for row in rows)
+
+
+def json_text_array(texts: Iterable[str]) -> bytes:
+    """The JSON array of the JSON `texts`, each one todo as `todo_json_rows` renders it."""
+    return ("[" + ",".join(texts) + "]").encode()
