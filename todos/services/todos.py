@@ -200,7 +200,7 @@ def _update_returning(*, owner_id: int, todo_id: int, values: dict) -> Todo | No
 def _insert_returning(*, values: dict) -> Todo:
     """INSERT a todo of `values` (every concrete field but the id, by name; the owner as its
     id) and return it as the ORM would load it: `Todo.objects.create` without the per-request
-    work of `save()`, which was about a fifth of a create's web CPU (profiled under load)."""
+    work of `save()`: some 3-5 % of a create's CPU in process (docs/benchmarks.md)."""
     connection = connections[DEFAULT_DB_ALIAS]
     sql, fields = _insert_statement(connection.vendor)
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
