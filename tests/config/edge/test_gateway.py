@@ -162,6 +162,34 @@ def test_requests_succeed_with_redis_stopped_and_caching_resumes(flushed_redis, 
     assert [todo["title"] for todo in again.json()] == ["before", "during"]
 
 
+def test_the_gate_and_the_bump_load_their_scripts_again_after_a_script_flush(flushed_redis, alice):
+    import redis
+
+    user, token = alice
+    TodoFactory(owner=user, title="before")
+    with app_server(flushed_redis.url) as server:
+        server.request("GET", "/api/todos", token=token)
+        assert server.request("GET", "/api/todos", token=token).headers["X-Cache"] == "hit"
+
+        # given: Redis forgets every script the replica registered
+        redis.Redis.from_url(flushed_redis.url).script_flush()
+
+        # then: the gate loads its script again and the hit still answers from Redis
+        hit = server.request("GET", "/api/todos", token=token)
+        redis.Redis.from_url(flushed_redis.url).script_flush()
+        # and: so does the bump of a create, which moves the generation on: the list is fresh
+        created = server.request("POST", "/api/todos", token=token, body={"title": "after"})
+        listing = server.request("GET", "/api/todos", token=token)
+        bypasses = server.metric("todo_scale_redis_bypass_total")
+
+    assert hit.status == 200
+    assert hit.headers["X-Cache"] == "hit"
+    assert created.status == 201
+    assert listing.headers["X-Cache"] == "miss"
+    assert [todo["title"] for todo in listing.json()] == ["before", "after"]
+    assert bypasses == 0
+
+
 def test_idempotent_post_holds_with_redis_stopped(flushed_redis, alice):
     _, token = alice
     with app_server(flushed_redis.url) as one, app_server(flushed_redis.url) as two:
