@@ -24,8 +24,9 @@ from django.core import signals
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404
 
+from config.edge.cacheable_routes import resolved
 from config.edge.http_cache import CachedResponse
 from config.replicas.read_routing import READ_ALIAS, routing_for_user
 
@@ -50,7 +51,7 @@ def answer(environ: dict, url_name: str, user_id: int, gate) -> tuple[CachedResp
     """Render the read of `url_name` for `user_id`, or None for Django to answer it."""
     request = WSGIRequest(environ)
     try:
-        match = resolve(request.path_info)
+        match = resolved(request.path_info)
     except Resolver404:
         return None
     try:

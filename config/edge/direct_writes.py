@@ -29,8 +29,9 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import DatabaseError
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404
 
+from config.edge.cacheable_routes import resolved
 from config.edge.direct_reads import served
 from config.replicas.read_routing import stick_if_written
 
@@ -108,7 +109,7 @@ def answer(environ: dict, url_name: str, user_id: int, gate) -> Written | None:
     request = WSGIRequest(environ)
     request._body = body
     try:
-        match = resolve(request.path_info)
+        match = resolved(request.path_info)
         # Raises DisallowedHost for a host outside ALLOWED_HOSTS, before anything is written.
         request.get_host()
     except (Resolver404, DisallowedHost):
