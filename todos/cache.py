@@ -40,7 +40,7 @@ FILL_WAIT = 1.0
 FILL_POLL = 0.025
 
 
-def todos_changed(*, owner_ids: Iterable[int]) -> None:
+def todos_changed(*, owner_ids: Iterable[int], position: int | None = None) -> None:
     """Bump the generations of `owner_ids` once the current transaction commits.
 
     Call it from every path that writes todos. After commit, not before: a reader that fills the
@@ -48,30 +48,33 @@ def todos_changed(*, owner_ids: Iterable[int]) -> None:
     With read replicas, each owner is first stuck to the primary's new WAL position
     (config/replicas/sticking.py): a read that misses the new generation must not fill it from a
     standby that has not replayed the write yet — also when the writer was someone else (an
-    operator).
+    operator). `position`: the primary's position right after the write committed, when the
+    write read it in its own round trip (`sticking.execute_committing`); otherwise it is read
+    here.
     """
     if not response_cache.enabled():
         return
     owner_ids = sorted(set(owner_ids))
-    transaction.on_commit(lambda: _owners_changed(owner_ids))
+    transaction.on_commit(lambda: _owners_changed(owner_ids, position))
 
 
-def _owners_changed(owner_ids: list[int]) -> None:
-    if _bump(owner_ids):
+def _owners_changed(owner_ids: list[int], position: int | None = None) -> None:
+    if _bump(owner_ids, position):
         read_routing.users_stuck(owner_ids)
     else:
         pending_bumps.add(owner_ids)
 
 
-def _bump(owner_ids: list[int]) -> bool:
-    """Stick `owner_ids` to the primary's position and move their generations; False if Redis
-    did not answer."""
+def _bump(owner_ids: list[int], position: int | None = None) -> bool:
+    """Stick `owner_ids` to the primary's position (`position`, when the write read it after
+    its commit, else read now) and move their generations; False if Redis did not answer."""
     # One position and one round trip to Redis for the whole commit, marks before bumps, and
     # the request's user is not stuck a second time. Before: per owner an LSN query, SET,
     # EXISTS and INCRBY, then the same LSN queried and SET again. Web CPU per create went from
     # 14.3 to 11.1 ms (medians of 3 interleaved rounds, wrk -t2 -c64, 1 standby).
     standbys = bool(replica_aliases())
-    position = sticking.write_position() if standbys else None
+    if standbys and position is None:
+        position = sticking.write_position()
     marks = sticking.marks(owner_ids, position) if position is not None else {}
     bumped = response_cache.generations_bump(
         owner_ids, first=marks, ttl=settings.DATABASE_STICKING_TTL

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from config.edge.http_cache import match
+from config.replicas import sticking
 from todos.cache import todos_changed
 from todos.conditional import todo_etag
 from todos.models import IdempotencyKey, Todo
@@ -59,8 +60,8 @@ def todo_create(
         "created_at": now,
         "updated_at": now,
     }
-    todo = _insert_returning(values=values)
-    todos_changed(owner_ids=[owner.pk])
+    todo, position = _insert_returning(values=values)
+    todos_changed(owner_ids=[owner.pk], position=position)
     return todo
 
 
@@ -178,49 +179,59 @@ def todo_update_owned(*, owner_id: int, todo_id: int, changes: dict) -> Todo:
     _check_writable(changes, TODO_WRITABLE_FIELDS)
     values = {**changes, "updated_at": timezone.now()}
     with transaction.atomic() if "completed" in changes else nullcontext():
-        todo = _update_returning(owner_id=owner_id, todo_id=todo_id, values=values)
+        todo, position = _update_returning(owner_id=owner_id, todo_id=todo_id, values=values)
         if todo is None:
             raise Todo.DoesNotExist(f"todo {todo_id} of owner {owner_id} is gone")
-        todos_changed(owner_ids=[owner_id])
+        todos_changed(owner_ids=[owner_id], position=position)
         if "completed" in changes:
             todo_completion_changed(owner_ids=[owner_id])
     return todo
 
 
-def _update_returning(*, owner_id: int, todo_id: int, values: dict) -> Todo | None:
+def _update_returning(
+    *, owner_id: int, todo_id: int, values: dict
+) -> tuple[Todo | None, int | None]:
     """UPDATE `owner_id`'s todo `todo_id` with `values` (field name: value) and return the
-    row as it is now, through the fields' own conversions as the ORM would load it; None when
-    no row matched. Django's `QuerySet.update` returns a count only."""
+    row as it is now, through the fields' own conversions as the ORM would load it (None when
+    no row matched), with the position `_returned_todo` read. Django's `QuerySet.update`
+    returns a count only."""
     connection = connections[DEFAULT_DB_ALIAS]
     sql, fields = _update_statement(connection.vendor, tuple(values))
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
     return _returned_todo(connection, sql, [*params, owner_id, todo_id])
 
 
-def _insert_returning(*, values: dict) -> Todo:
+def _insert_returning(*, values: dict) -> tuple[Todo, int | None]:
     """INSERT a todo of `values` (every concrete field but the id, by name; the owner as its
     id) and return it as the ORM would load it: `Todo.objects.create` without the per-request
-    work of `save()`: some 3-5 % of a create's CPU in process (docs/benchmarks.md)."""
+    work of `save()`: some 3-5 % of a create's CPU in process (docs/benchmarks.md). With it
+    the position `_returned_todo` read."""
     connection = connections[DEFAULT_DB_ALIAS]
     sql, fields = _insert_statement(connection.vendor)
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
     return _returned_todo(connection, sql, params)
 
 
-def _returned_todo(connection, sql: str, params: list) -> Todo | None:
+def _returned_todo(connection, sql: str, params: list) -> tuple[Todo | None, int | None]:
     """Run `sql`, a statement RETURNING every column of the todo (`_returned_columns`), and load
-    the row through each field's own conversions; None when no row came back."""
+    the row through each field's own conversions; None when no row came back. When the
+    statement commits on its own and read replicas are configured, the primary's position
+    after its commit comes back from the same round trip (`sticking.execute_committing`), for
+    the writer's mark; otherwise None, and the mark reads it after the commit."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+        if sticking.commits_alone(connection):
+            row, position = sticking.execute_committing(cursor, sql, params)
+        else:
+            cursor.execute(sql, params)
+            row, position = cursor.fetchone(), None
     if row is None:
-        return None
+        return None, position
     loaded = []
     for value, (column, converters) in zip(row, _row_loaders(connection.vendor), strict=True):
         for convert in converters:
             value = convert(value, column, connection)
         loaded.append(value)
-    return Todo.from_db(DEFAULT_DB_ALIAS, RETURNED_ATTNAMES, loaded)
+    return Todo.from_db(DEFAULT_DB_ALIAS, RETURNED_ATTNAMES, loaded), position
 
 
 RETURNED_ATTNAMES = [field.attname for field in Todo._meta.concrete_fields]

@@ -1,15 +1,20 @@
 """Read-your-writes on a real streaming replica: LSN marks decide who may read from a standby."""
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
-from django.db import connections
+from django.contrib.auth import get_user_model
+from django.db import DataError, IntegrityError, connections
 from prometheus_client import REGISTRY
 
+from config.edge import response_cache
 from config.replicas import sticking
 from config.replicas.health import parse_lsn, replica_aliases, replica_health
 from tests.config.replicas.conftest import pause_replay, reader, resume_replay
-from tests.factories import TodoFactory
+from tests.factories import TodoFactory, UserFactory
+from todos import services
+from todos.models import Todo
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -183,3 +188,63 @@ def test_with_the_response_cache_on_a_create_marks_its_writer_past_its_commit(
     assert reads.todo_reads("default") == 1
     assert reads.replica_todo_reads() == 0
     resume_replay(cluster)
+
+
+@pytest.mark.parametrize("write", ["create", "patch"])
+def test_a_write_on_its_own_reads_its_writers_mark_in_its_own_round_trip(
+    cluster, queries, settings, write
+):
+    # The statement commits by itself, so the position after its commit comes back with it.
+    settings.TODO_RESPONSE_CACHE = True
+    alice = reader("alice")
+    todo_id = alice.post("/api/todos", {"title": "first"}, format="json").json()["id"]
+    (before,) = cluster.execute("SELECT pg_current_wal_lsn()::text")[0]
+    pause_replay(cluster)
+
+    with queries() as statements:
+        if write == "create":
+            answer = alice.post("/api/todos", {"title": "mine"}, format="json")
+        else:
+            answer = alice.patch(f"/api/todos/{todo_id}", {"title": "mine"}, format="json")
+    (after,) = cluster.execute("SELECT pg_current_wal_lsn()::text")[0]
+
+    assert answer.status_code in (200, 201)
+    (statement,) = [sql for sql in statements.sql("default") if not sql.startswith("SELECT")]
+    assert statement.endswith("; BEGIN; COMMIT; SELECT pg_current_wal_lsn()::text")
+    mark = sticking.write_location(alice.user.pk)
+    assert parse_lsn(before) < mark <= parse_lsn(after)
+    # the standby has not replayed the write: the mark sends alice's next read to the primary
+    with queries() as reads:
+        listed = alice.get("/api/todos")
+    assert "mine" in [todo["title"] for todo in listed.json()]
+    assert reads.todo_reads("default") == 1
+    assert reads.replica_todo_reads() == 0
+    resume_replay(cluster)
+
+
+@pytest.mark.parametrize(
+    ("title", "owner_offset", "error"),
+    [
+        # A title longer than the column: Postgres refuses the INSERT itself.
+        pytest.param("x" * 1000, 0, DataError, id="at-the-insert"),
+        # An owner that does not exist: the deferred foreign key fails at the COMMIT.
+        pytest.param("orphan", 10**6, IntegrityError, id="at-the-commit"),
+    ],
+)
+def test_a_write_on_its_own_that_fails_leaves_nothing_and_its_connection_usable(
+    cluster, settings, title, owner_offset, error
+):
+    settings.TODO_RESPONSE_CACHE = True
+    user = UserFactory()
+    owner = get_user_model()(pk=user.pk + owner_offset)
+    generation = response_cache.generation_get(owner.pk)
+
+    with pytest.raises(error):
+        services.todo_create(owner=owner, title=title)
+
+    primary = connections["default"]
+    assert primary.connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # the same connection answers the next query, and nothing was written or marked
+    assert Todo.objects.count() == 0
+    assert sticking.write_location(owner.pk) is None
+    assert response_cache.generation_get(owner.pk) == generation
