@@ -51,10 +51,18 @@ def todos_changed(*, owner_ids: Iterable[int], position: int | None = None) -> N
     operator). `position`: the primary's position right after the write committed, when the
     write read it in its own round trip (`sticking.execute_committing`); otherwise it is read
     here.
+
+    With the response cache off there are no generations, only the marks: they are set here
+    when the write brought its position (it committed on its own, so this runs after the
+    commit), and otherwise by the read routing once the request's transaction committed.
     """
-    if not response_cache.enabled():
-        return
     owner_ids = sorted(set(owner_ids))
+    if not response_cache.enabled():
+        if position is not None:
+            for owner_id in owner_ids:
+                sticking.stick(owner_id, position)
+            read_routing.users_stuck(owner_ids)
+        return
     transaction.on_commit(lambda: _owners_changed(owner_ids, position))
 
 

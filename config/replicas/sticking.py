@@ -47,17 +47,19 @@ def mark_key(user_id: int) -> str:
     return KEY_FORMAT.format(user_id=user_id)
 
 
-def stick(user_id: int) -> None:
-    """Record the primary's current position as `user_id`'s last write.
+def stick(user_id: int, position: int | None = None) -> None:
+    """Record the primary's current position (or `position`, read right after the write's
+    commit) as `user_id`'s last write.
 
     Call it after the write committed. If the cache cannot take it, the failure is logged and
     counted (the cache breaker): while the cache is down every read goes to the primary anyway.
     """
-    try:
-        position = primary_write_location()
-    except DatabaseError:
-        logger.warning("could not read the primary's WAL position for user %s", user_id)
-        return
+    if position is None:
+        try:
+            position = primary_write_location()
+        except DatabaseError:
+            logger.warning("could not read the primary's WAL position for user %s", user_id)
+            return
     redis_call(
         "lsn_mark_set",
         lambda: cache.set(
