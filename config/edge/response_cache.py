@@ -175,9 +175,9 @@ def _run(script: str, keys: list, args: list):
 
     The EVALSHA is written to the held connection and its reply read straight back: redis-py's
     client around that (the script object, command dispatch, the retry wrapper, the response
-    callbacks, none of which an EVALSHA reply needs) cost 48 us of a cache hit's 291 in process
-    (medians of 9 alternated rounds of 1,000), and a write runs two scripts. What the client
-    would do on a failure is done here:
+    callbacks, none of which an EVALSHA reply needs) cost 36-48 us of a cache hit's 291-335 in
+    process (medians of 9 alternated rounds of 1,000, two series), and a write runs two
+    scripts. What the client would do on a failure is done here:
     - Redis no longer holds the script (a restart, a `SCRIPT FLUSH`): the registered script
       loads it and runs it, and the hash stays valid from then on;
     - the connection failed (after a Redis restart each held connection fails once) or timed
