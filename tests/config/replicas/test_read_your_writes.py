@@ -195,8 +195,8 @@ def test_with_the_response_cache_on_a_create_marks_its_writer_past_its_commit(
 def test_a_write_on_its_own_reads_its_writers_mark_in_its_own_round_trip(
     cluster, queries, settings, write, cached
 ):
-    # The statement commits by itself, so the position after its commit comes back with it;
-    # with the response cache off the mark is set from it too, with no query of its own.
+    # The statement commits by itself, so the position after its commit comes back with it,
+    # and the writer's mark is set from it, with the response cache on (by the bump) or off.
     settings.TODO_RESPONSE_CACHE = cached
     alice = reader("alice")
     todo_id = alice.post("/api/todos", {"title": "first"}, format="json").json()["id"]
