@@ -64,7 +64,7 @@ def test_web_concurrency_sets_the_worker_count(monkeypatch, tmp_path):
 def test_default_is_one_threaded_worker_per_usable_core(monkeypatch, tmp_path):
     config = load_config(monkeypatch, tmp_path)
 
-    assert config["worker_class"] == "gthread"
+    assert config["worker_class"] == "deploy.balanced_worker.BalancedThreadWorker"
     assert config["workers"] == config["_available_cores"]()
     assert 1 <= config["workers"] <= len(os.sched_getaffinity(0))
     assert config["threads"] == 4

@@ -978,7 +978,10 @@ def test_gunicorn_reads_port_and_concurrency_from_the_environment():
 
     assert settings["bind"] == "0.0.0.0:9123"
     assert settings["workers"] == 3
-    assert (settings["worker_class"], settings["threads"]) == ("gthread", 4)
+    assert (settings["worker_class"], settings["threads"]) == (
+        "deploy.balanced_worker.BalancedThreadWorker",
+        4,
+    )
     assert (settings["max_requests"], settings["max_requests_jitter"]) == (2_000_000, 200_000)
     assert (settings["timeout"], settings["graceful_timeout"], settings["keepalive"]) == (30, 30, 5)
     assert settings["preload_app"] is False
