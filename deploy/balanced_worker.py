@@ -44,7 +44,10 @@ SLOT = struct.Struct("qqq")
 STALE_NS = 3_000_000_000
 # A worker held back looks again this often (seconds): a sibling that took the lead stops
 # accepting, and nothing else wakes this one to take over (gthread's own loop sleeps up to 1 s).
+# While its siblings' counts change (connections arriving) it looks every 2 ms; while they stay
+# put the interval doubles up to 20 ms, so an idle held-back worker wakes 50 times a second.
 HELD_BACK_POLL = 0.002
+HELD_BACK_POLL_MAX = 0.02
 # A slot unclaimed for this long may be taken by a new worker (its owner is gone).
 FREE_NS = 10_000_000_000
 
@@ -115,6 +118,9 @@ class BalancedThreadWorker(ThreadWorker):
     """gthread, accepting only while no live sibling holds fewer connections."""
 
     slot: int | None = None
+    # The held-back poll interval now, and the siblings' fewest connections when last looked.
+    poll = HELD_BACK_POLL
+    seen_fewest: int | None = None
 
     def run(self):
         self.slot = SHARED.claim(os.getpid())
@@ -131,6 +137,8 @@ class BalancedThreadWorker(ThreadWorker):
         if self.slot is None:
             return True
         fewest = SHARED.fewest_others(self.slot)
+        if fewest != self.seen_fewest:
+            self.seen_fewest, self.poll = fewest, HELD_BACK_POLL
         return fewest is None or self.nr_conns <= fewest
 
     def notify(self):
@@ -149,7 +157,8 @@ class BalancedThreadWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout):
         if self.slot is not None and not self._accepting and self.alive:
-            timeout = min(timeout, HELD_BACK_POLL)
+            timeout = min(timeout, self.poll)
+            self.poll = min(self.poll * 2, HELD_BACK_POLL_MAX)
         super().wait_for_and_dispatch_events(timeout)
 
     def set_accept_enabled(self, enabled):
